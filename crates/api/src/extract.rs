@@ -1,0 +1,95 @@
+//! axum's extractors, with rejections turned into [`ApiError`]s so that malformed input gets the
+//! same JSON error shape (and never a 500).
+
+use axum::{
+    extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection},
+    http::{StatusCode, request::Parts},
+};
+use serde::de::DeserializeOwned;
+use std::str::FromStr;
+
+use crate::ApiError;
+
+/// `axum::Json` with our errors: 400 malformed, 415 wrong content type, 413 too large,
+/// 422 well-formed JSON of the wrong shape.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(r) => Err(json_rejection(r)),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> ApiError {
+    let text = r.body_text();
+    match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(
+            "Send JSON with `Content-Type: application/json`.".into(),
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            // serde's message names the field and what was wrong with it.
+            let msg = text
+                .split_once(": ")
+                .map(|(_, m)| m.to_string())
+                .unwrap_or(text);
+            ApiError::Validation(vec![pinglayer_domain::FieldError::new("body", msg)])
+        }
+        _ => ApiError::bad_request(
+            "malformed_json",
+            format!("The body is not valid JSON: {text}"),
+        ),
+    }
+}
+
+/// `axum::extract::Query` with our errors (400 `invalid_query`).
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    }
+}
+
+/// A typed id from the path. Ids are opaque: one that does not parse names nothing, so it is a
+/// 404, exactly like an id that parses but belongs to nobody (or to another tenant).
+pub struct PathId<T>(pub T);
+
+impl<T: FromStr + Send, S: Send + Sync> FromRequestParts<S> for PathId<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::NotFound)?;
+        raw.parse().map(PathId).map_err(|_| ApiError::NotFound)
+    }
+}
+
+/// The client's address as the socket saw it ("unknown" when served without connect info).
+pub struct ClientIp(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_else(|| "unknown".into()),
+        ))
+    }
+}

@@ -1,0 +1,87 @@
+//! What the API needs to know from the operator. Built by the binary from flags and environment.
+
+use pinglayer_domain::SignupPolicy;
+use std::{path::PathBuf, time::Duration};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Clone)]
+pub struct SmtpSettings {
+    /// `smtp://user:pass@host:587` or `smtps://…` (lettre's URL form).
+    pub url: String,
+    pub from: String,
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("SmtpSettings")
+            .field("url", &"<redacted>")
+            .field("from", &self.from)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct Settings {
+    pub env: Environment,
+    pub data_dir: PathBuf,
+    pub public_url: String,
+    pub signup_policy: SignupPolicy,
+    /// HMAC key for access tokens (and for hashing one-time codes).
+    pub jwt_secret: Vec<u8>,
+    /// AES-256-GCM key for tenants' secrets at rest (WhatsApp tokens, app secrets).
+    pub encryption_key: [u8; 32],
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// Requests per second allowed per credential (or per IP without one); 0 turns it off.
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    pub max_body_bytes: usize,
+    /// Allowed CORS origins; empty means same-origin only, `*` any.
+    pub cors_origins: Vec<String>,
+    /// Failed sign-ins allowed per e-mail (and 4× that per IP) in `login_window`.
+    pub login_max_failures: u32,
+    pub login_window: Duration,
+    pub smtp: Option<SmtpSettings>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("env", &self.env)
+            .field("data_dir", &self.data_dir)
+            .field("public_url", &self.public_url)
+            .field("signup_policy", &self.signup_policy)
+            .field("jwt_secret", &"<redacted>")
+            .field("smtp", &self.smtp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    /// Sensible settings for tests and examples: development, open sign-up.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        Self {
+            env: Environment::Development,
+            data_dir,
+            public_url: "http://127.0.0.1:8080".into(),
+            signup_policy: SignupPolicy::Open,
+            jwt_secret: b"test-secret-test-secret-test-secret!".to_vec(),
+            encryption_key: [7; 32],
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+            max_body_bytes: 1024 * 1024,
+            cors_origins: vec![],
+            login_max_failures: 5,
+            login_window: Duration::from_secs(15 * 60),
+            smtp: None,
+        }
+    }
+}

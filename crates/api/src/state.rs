@@ -1,0 +1,123 @@
+//! `ApiContext`: what every handler can reach.
+
+use chrono::{DateTime, Utc};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use metrics_exporter_prometheus::PrometheusHandle;
+use pinglayer_domain::{ApiKeyId, Clock, TenantId};
+use pinglayer_store::Db;
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    ops::Deref,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use crate::{
+    Settings,
+    auth::{secrets::Secrets, throttle::Throttle},
+    mailer::Mailer,
+};
+
+#[derive(Clone)]
+pub struct ApiContext(Arc<Inner>);
+
+pub struct Inner {
+    pub db: Db,
+    pub settings: Settings,
+    pub clock: Arc<dyn Clock>,
+    pub secrets: Secrets,
+    pub mailer: Mailer,
+    /// Failed password sign-ins per e-mail, and (with 4× the allowance) per IP.
+    pub login_failures: Throttle,
+    pub login_failures_ip: Throttle,
+    /// One-time-code requests per e-mail, and per IP.
+    pub otp_requests: Throttle,
+    pub otp_requests_ip: Throttle,
+    /// Requests per credential or IP; `None` when the operator turned it off.
+    pub rate_limiter: Option<DefaultKeyedRateLimiter<u64>>,
+    pub key_usage: KeyUsage,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl Deref for ApiContext {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl ApiContext {
+    pub fn new(
+        db: Db,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        metrics: Option<PrometheusHandle>,
+    ) -> anyhow::Result<Self> {
+        let rate_limiter = NonZeroU32::new(settings.rate_limit_per_second).map(|rps| {
+            let burst = NonZeroU32::new(settings.rate_limit_burst).unwrap_or(rps);
+            DefaultKeyedRateLimiter::keyed(Quota::per_second(rps).allow_burst(burst))
+        });
+        Ok(Self(Arc::new(Inner {
+            secrets: Secrets::new(&settings.jwt_secret),
+            mailer: Mailer::from_settings(&settings)?,
+            login_failures: Throttle::new(settings.login_max_failures, settings.login_window),
+            login_failures_ip: Throttle::new(
+                settings.login_max_failures * 4,
+                settings.login_window,
+            ),
+            otp_requests: Throttle::new(3, Duration::from_secs(15 * 60)),
+            otp_requests_ip: Throttle::new(20, Duration::from_secs(15 * 60)),
+            rate_limiter,
+            key_usage: KeyUsage::default(),
+            metrics,
+            db,
+            settings,
+            clock,
+        })))
+    }
+
+    /// Background upkeep of the API's in-memory state: writes API keys' `last_used_at` and
+    /// forgets idle rate-limit buckets. Runs until `shutdown` resolves, then flushes once more.
+    pub async fn run_upkeep(self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut shutdown => break,
+            }
+            self.flush_key_usage().await;
+            if let Some(l) = &self.rate_limiter {
+                l.retain_recent();
+            }
+        }
+        self.flush_key_usage().await;
+    }
+
+    pub async fn flush_key_usage(&self) {
+        let batch = self.key_usage.take();
+        if let Err(e) = self.db.touch_api_keys(&batch).await {
+            tracing::warn!(error = %e, "could not record API key usage");
+        }
+    }
+}
+
+/// When each API key was last used, gathered in memory and written in batches.
+#[derive(Default)]
+pub struct KeyUsage(Mutex<HashMap<(TenantId, ApiKeyId), DateTime<Utc>>>);
+
+impl KeyUsage {
+    pub fn record(&self, tenant: TenantId, key: ApiKeyId, at: DateTime<Utc>) {
+        self.0
+            .lock()
+            .expect("key usage poisoned")
+            .insert((tenant, key), at);
+    }
+    fn take(&self) -> Vec<(TenantId, ApiKeyId, DateTime<Utc>)> {
+        std::mem::take(&mut *self.0.lock().expect("key usage poisoned"))
+            .into_iter()
+            .map(|((t, k), at)| (t, k, at))
+            .collect()
+    }
+}

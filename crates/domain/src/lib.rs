@@ -1,0 +1,39 @@
+//! PingLayer's domain: the types every other crate speaks, and the rules that need no I/O.
+//!
+//! Inputs are parsed into these types at the edge ("parse, don't validate"), so code further in
+//! can trust them: an [`Email`] is lower-cased and well-formed, a [`NewPassword`] passed the
+//! policy, a [`Role`] grants exactly the permissions in [`role::MATRIX`].
+
+pub mod clock;
+pub mod email;
+pub mod ids;
+pub mod page;
+pub mod password;
+pub mod role;
+pub mod slug;
+pub mod tenant;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use email::Email;
+pub use ids::*;
+pub use page::{Cursor, PageRequest};
+pub use password::NewPassword;
+pub use role::{Permission, Role};
+pub use tenant::{SignupPolicy, TenantStatus};
+
+/// Why an input could not be parsed: a field name and a message fit for the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The `pinglayer` binary's library half: configuration, start-up and shutdown, so that tests
+//! start the very same application the binary does.
+
+pub mod admin;
+pub mod config;
+pub mod secrets;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,324 @@
+//! The test harness: `spawn(backend, configure)` starts the real application on a random port
+//! with a fresh database (a SQLite file in a temporary directory, or a fresh PostgreSQL schema
+//! when `TEST_DATABASE_URL` is set, dropped afterwards), and gives typed helpers to call it.
+
+use pinglayer::startup::Application;
+use pinglayer_api::{ApiContext, Settings};
+use pinglayer_domain::{Clock, ManualClock, SystemClock};
+
+use pinglayer_store::Db;
+use reqwest::{Method, header::HeaderMap};
+use serde_json::{Value, json};
+use std::{net::SocketAddr, sync::Arc};
+use tempfile::TempDir;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs one test body against SQLite, and against PostgreSQL when `TEST_DATABASE_URL` is set:
+/// `both!(case)` or `both!(case, |s: &mut Settings| …)` for an `async fn case(app: TestApp)`.
+#[macro_export]
+macro_rules! both {
+    ($case:ident) => {
+        both!($case, |_s: &mut pinglayer_api::Settings| {});
+    };
+    ($case:ident, $cfg:expr) => {
+        mod $case {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::helpers::spawn($crate::helpers::Backend::Sqlite, $cfg)
+                    .await
+                    .expect("sqlite app");
+                super::$case(app).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                match $crate::helpers::spawn($crate::helpers::Backend::Postgres, $cfg).await {
+                    Some(app) => super::$case(app).await,
+                    None => eprintln!("TEST_DATABASE_URL is not set: PostgreSQL half skipped"),
+                }
+            }
+        }
+    };
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub db: Db,
+    pub ctx: ApiContext,
+    pub clock: ManualClock,
+    pub data_dir: TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    pg_schema: Option<(String, String)>,
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    /// The error code of an error body, or "" when there is none.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// A freshly registered tenant and its owner's tokens.
+pub struct Registered {
+    pub token: String,
+    pub refresh: String,
+    pub tenant_id: String,
+    pub user_id: String,
+    pub body: Value,
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub async fn spawn(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let (url, pg_schema) = match backend {
+        Backend::Sqlite => (
+            format!("sqlite://{}", data_dir.path().join("test.db").display()),
+            None,
+        ),
+        Backend::Postgres => {
+            let base = std::env::var("TEST_DATABASE_URL")
+                .ok()
+                .filter(|u| !u.is_empty())?;
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let admin = Db::connect(&base, 1)
+                .await
+                .expect("connecting to TEST_DATABASE_URL");
+            if let Db::Postgres(p) = &admin {
+                sqlx::query(sqlx::AssertSqlSafe(format!("create schema {schema}")))
+                    .execute(p)
+                    .await
+                    .expect("creating the test schema");
+            }
+            admin.close().await;
+            let sep = if base.contains('?') { '&' } else { '?' };
+            (
+                format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+                Some((base, schema)),
+            )
+        }
+    };
+    let db = Db::connect(&url, 5).await.expect("connecting");
+    db.migrate().await.expect("migrating");
+
+    let mut settings = Settings::for_tests(data_dir.path().to_path_buf());
+    configure(&mut settings);
+    // Business time comes from a clock the test moves (expiry of codes, keys, tokens).
+    let clock = ManualClock::new(SystemClock.now());
+    let app = Application::build(
+        db.clone(),
+        settings,
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(clock.clone()),
+    )
+    .await
+    .expect("building the app");
+    let addr = app.local_addr();
+    let ctx = app.context().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        app.run_until(async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("serving");
+    });
+    Some(TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        db,
+        ctx,
+        clock,
+        data_dir,
+        shutdown: Some(tx),
+        server: Some(server),
+        pg_schema,
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        into_resp(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Resp {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Sends a raw request (for malformed bodies, odd headers).
+    pub async fn raw(&self, req: reqwest::RequestBuilder) -> Resp {
+        into_resp(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn register(&self, business: &str, email: &str) -> Registered {
+        let r = self
+            .post(
+                "/api/v1/auth/register",
+                None,
+                json!({"business_name": business, "name": "Owner", "email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "register failed: {:?}", r.body);
+        Registered {
+            token: r.body["access_token"].as_str().unwrap().to_string(),
+            refresh: r.body["refresh_token"].as_str().unwrap().to_string(),
+            tenant_id: r.body["tenant"]["id"].as_str().unwrap().to_string(),
+            user_id: r.body["user"]["id"].as_str().unwrap().to_string(),
+            body: r.body,
+        }
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Resp {
+        self.post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Creates a superadmin the way `pinglayer admin create-superadmin` does, and signs in.
+    pub async fn superadmin(&self) -> String {
+        pinglayer::admin::create_superadmin(&self.db, "root@operator.test", PASSWORD, "Root")
+            .await
+            .expect("creating superadmin");
+        let r = self.login("root@operator.test", PASSWORD).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        r.body["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Adds a member with a role to the tenant of `owner` and returns their access token.
+    pub async fn member(&self, owner: &Registered, email: &str, role: &str) -> (String, String) {
+        let r = self
+            .post(
+                "/api/v1/users",
+                Some(&owner.token),
+                json!({"email": email, "name": role, "role": role, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        let id = r.body["id"].as_str().unwrap().to_string();
+        let l = self.login(email, PASSWORD).await;
+        assert_eq!(l.status, 200, "{:?}", l.body);
+        (l.body["access_token"].as_str().unwrap().to_string(), id)
+    }
+
+    /// The last one-time code the development mailbox holds for `email`.
+    pub async fn mailbox_code(&self, email: &str) -> Option<String> {
+        // The mail is written by a background task: give it a moment.
+        for _ in 0..100 {
+            if let Ok(text) = std::fs::read_to_string(self.data_dir.path().join("dev-mailbox.log"))
+            {
+                let code = text
+                    .lines()
+                    .rev()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .find(|m| m["to"] == email)
+                    .and_then(|m| {
+                        m["body"].as_str().and_then(|b| {
+                            b.split_whitespace()
+                                .map(|w| w.trim_end_matches('.'))
+                                .find(|w| w.len() == 6 && w.chars().all(|c| c.is_ascii_digit()))
+                                .map(str::to_string)
+                        })
+                    });
+                if code.is_some() {
+                    return code;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+async fn into_resp(r: reqwest::Response) -> Resp {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let bytes = r.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.abort();
+        }
+        if let Some((base, schema)) = self.pg_schema.take() {
+            // Drop runs outside async: clean up on a thread with its own runtime.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    if let Ok(Db::Postgres(p)) = Db::connect(&base, 1).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "drop schema if exists {schema} cascade"
+                        )))
+                        .execute(&p)
+                        .await;
+                        p.close().await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests over real HTTP, each against SQLite and (with `TEST_DATABASE_URL`)
+//! PostgreSQL. One test binary, one module per area.
+
+mod helpers;
+
+mod admin;
+mod api_keys;
+mod auth;
+mod conventions;
+mod users;

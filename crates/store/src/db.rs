@@ -1,0 +1,142 @@
+use sqlx::{
+    ConnectOptions, PgPool, Postgres, Sqlite, SqlitePool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+use std::{str::FromStr, time::Duration};
+
+use crate::Result;
+
+static PG_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A connection pool to whichever database `DATABASE_URL` names.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// An open transaction on either backend. Dropped without `commit` it rolls back.
+pub enum Tx {
+    Postgres(sqlx::Transaction<'static, Postgres>),
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+}
+
+/// Runs the same code against the native pool of either backend: `on_db!(db, p => query.fetch_one(p))`.
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, $p:ident => $body:expr) => {
+        match $db {
+            $crate::Db::Postgres($p) => $body,
+            $crate::Db::Sqlite($p) => $body,
+        }
+    };
+}
+
+/// Runs the same code against the connection of an open transaction on either backend.
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, $c:ident => $body:expr) => {
+        match $tx {
+            $crate::Tx::Postgres(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::Tx::Sqlite(t) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+impl Db {
+    /// Connects to `postgres://…` or `sqlite://…` (the file is created if missing).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)?
+                .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Postgres(pool))
+        } else if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // WAL + NORMAL is durable across application crashes; only a power cut can lose
+                // the last commits, which is SQLite's documented trade-off for this mode.
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                .pragma("cache_size", "-16000")
+                .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await?;
+            Ok(Db::Sqlite(pool))
+        } else {
+            Err(crate::StoreError::Other(sqlx::Error::Configuration(
+                "DATABASE_URL must start with postgres:// or sqlite:".into(),
+            )))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Postgres(_) => Backend::Postgres,
+            Db::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Applies the embedded migrations of this backend.
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Db::Postgres(p) => PG_MIGRATIONS.run(p).await?,
+            Db::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// Is the database answering? Used by `/ready`.
+    pub async fn ping(&self) -> Result<()> {
+        on_db!(self, p => sqlx::query("select 1").execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(match self {
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+            // IMMEDIATE takes the write lock up front: a deferred transaction that reads and
+            // then writes can fail with SQLITE_BUSY when another writer got in between.
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+        })
+    }
+
+    pub async fn close(&self) {
+        on_db!(self, p => p.close().await)
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            Tx::Postgres(t) => t.commit().await?,
+            Tx::Sqlite(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
