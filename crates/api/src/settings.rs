@@ -42,6 +42,9 @@ pub struct Settings {
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
     pub max_body_bytes: usize,
+    /// How long an authenticated principal may be served from the per-process cache when no
+    /// invalidation arrives (see `auth::cache`); zero turns the cache off.
+    pub auth_cache_ttl: Duration,
     /// Allowed CORS origins; empty means same-origin only, `*` any.
     pub cors_origins: Vec<String>,
     /// Failed sign-ins allowed per e-mail (and 4× that per IP) in `login_window`.
@@ -78,6 +81,7 @@ impl Settings {
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
             max_body_bytes: 1024 * 1024,
+            auth_cache_ttl: Duration::from_secs(5),
             cors_origins: vec![],
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),

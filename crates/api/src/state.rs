@@ -15,7 +15,7 @@ use std::{
 
 use crate::{
     Settings,
-    auth::{secrets::Secrets, throttle::Throttle},
+    auth::{cache::AuthCache, secrets::Secrets, throttle::Throttle},
     mailer::Mailer,
 };
 
@@ -37,6 +37,7 @@ pub struct Inner {
     /// Requests per credential or IP; `None` when the operator turned it off.
     pub rate_limiter: Option<DefaultKeyedRateLimiter<u64>>,
     pub key_usage: KeyUsage,
+    pub auth_cache: AuthCache,
     pub metrics: Option<PrometheusHandle>,
 }
 
@@ -70,6 +71,7 @@ impl ApiContext {
             otp_requests_ip: Throttle::new(20, Duration::from_secs(15 * 60)),
             rate_limiter,
             key_usage: KeyUsage::default(),
+            auth_cache: AuthCache::new(settings.auth_cache_ttl),
             metrics,
             db,
             settings,
@@ -82,6 +84,13 @@ impl ApiContext {
     pub async fn run_upkeep(self, shutdown: impl std::future::Future<Output = ()>) {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         tokio::pin!(shutdown);
+        let cache_ctx = self.clone();
+        let listener = tokio::spawn(async move {
+            cache_ctx
+                .db
+                .listen_auth_changes(|tenant| cache_ctx.auth_cache.invalidate(tenant))
+                .await
+        });
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -92,7 +101,17 @@ impl ApiContext {
                 l.retain_recent();
             }
         }
+        listener.abort();
         self.flush_key_usage().await;
+    }
+
+    /// Something that can withdraw access changed in `tenant`: forget its cached principals
+    /// here and in every other process sharing the database.
+    pub async fn auth_changed(&self, tenant: pinglayer_domain::TenantId) {
+        self.auth_cache.invalidate(Some(tenant));
+        if let Err(e) = self.db.notify_auth_changed(tenant).await {
+            tracing::warn!(error = %e, "could not broadcast an auth change");
+        }
     }
 
     pub async fn flush_key_usage(&self) {

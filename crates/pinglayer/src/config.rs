@@ -135,6 +135,11 @@ pub struct ServeArgs {
     /// Largest request body accepted, bytes (larger: 413).
     #[arg(long, env = "PINGLAYER_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// How long (ms) an authenticated token or key may be served from the per-process cache.
+    /// Changes that withdraw access invalidate it at once (on PostgreSQL in every process, via
+    /// NOTIFY); 0 turns the cache off.
+    #[arg(long, env = "PINGLAYER_AUTH_CACHE_TTL_MS", default_value_t = 5000)]
+    pub auth_cache_ttl_ms: u64,
     /// Comma-separated origins allowed by CORS (`*` for any); empty: same-origin only.
     #[arg(long, env = "PINGLAYER_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,

@@ -140,3 +140,41 @@ impl Tx {
         Ok(())
     }
 }
+
+/// Cross-process notice that access may have been withdrawn in a tenant (see the API's auth
+/// cache). PostgreSQL carries it with LISTEN/NOTIFY; SQLite serves from one process, so there
+/// is no one else to tell.
+const AUTH_CHANNEL: &str = "pinglayer_auth";
+
+impl Db {
+    pub async fn notify_auth_changed(&self, tenant: pinglayer_domain::TenantId) -> Result<()> {
+        if let Db::Postgres(p) = self {
+            sqlx::query("select pg_notify($1, $2)")
+                .bind(AUTH_CHANNEL)
+                .bind(tenant.to_string())
+                .execute(p)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Calls `on(Some(tenant))` for each change announced by any process, and `on(None)` when
+    /// the listening connection was lost (notices may have been missed: forget everything).
+    /// Returns at once on SQLite.
+    pub async fn listen_auth_changes(
+        &self,
+        on: impl Fn(Option<pinglayer_domain::TenantId>),
+    ) -> Result<()> {
+        let Db::Postgres(pool) = self else {
+            return Ok(());
+        };
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(AUTH_CHANNEL).await?;
+        loop {
+            match listener.try_recv().await? {
+                Some(n) => on(n.payload().parse().ok()),
+                None => on(None),
+            }
+        }
+    }
+}

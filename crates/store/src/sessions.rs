@@ -31,7 +31,9 @@ pub enum RotateOutcome {
     Invalid,
     Expired,
     /// The token had already been rotated: its session is now revoked.
-    Reused,
+    Reused {
+        tenant_id: TenantId,
+    },
 }
 
 #[derive(sqlx::FromRow)]
@@ -152,7 +154,9 @@ impl Db {
             )
             .await?;
             tx.commit().await?;
-            return Ok(RotateOutcome::Reused);
+            return Ok(RotateOutcome::Reused {
+                tenant_id: row.tenant_id,
+            });
         }
         if row.expires_at <= now || row.session_expires_at <= now {
             return Ok(RotateOutcome::Expired);
@@ -178,7 +182,9 @@ impl Db {
             )
             .await?;
             tx.commit().await?;
-            return Ok(RotateOutcome::Reused);
+            return Ok(RotateOutcome::Reused {
+                tenant_id: row.tenant_id,
+            });
         }
         insert_refresh(
             &mut tx,
@@ -197,20 +203,25 @@ impl Db {
         })
     }
 
-    /// Ends the session a refresh token belongs to. Unknown tokens are ignored.
-    pub async fn revoke_session_by_refresh(&self, hash: &str, now: DateTime<Utc>) -> Result<bool> {
-        let res = on_db!(self, p => sqlx::query(
+    /// Ends the session a refresh token belongs to; returns its tenant, or `None` for unknown
+    /// tokens (which are ignored).
+    pub async fn revoke_session_by_refresh(
+        &self,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TenantId>> {
+        let tenant: Option<TenantId> = on_db!(self, p => sqlx::query_scalar(
             "update sessions set revoked_at = $2, revoked_why = 'logout'
              where revoked_at is null and exists (
                  select 1 from refresh_tokens r
-                 where r.token_hash = $1 and r.tenant_id = sessions.tenant_id and r.session_id = sessions.id)",
+                 where r.token_hash = $1 and r.tenant_id = sessions.tenant_id and r.session_id = sessions.id)
+             returning tenant_id",
         )
         .bind(hash)
         .bind(now)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
-        Ok(res > 0)
+        .fetch_optional(p)
+        .await)?;
+        Ok(tenant)
     }
 
     pub async fn revoke_session(

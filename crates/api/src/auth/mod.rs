@@ -6,6 +6,7 @@
 //! [`Auth<P>`] then asks the role matrix for permission `P`: handlers declare what they need in
 //! their signature, and there is no other place where access is decided.
 
+pub mod cache;
 pub mod secrets;
 pub mod throttle;
 
@@ -15,6 +16,7 @@ use pinglayer_store::{api_keys::ApiKey, tenants::Tenant, users::User};
 use std::marker::PhantomData;
 
 use crate::{ApiContext, ApiError, ApiResult};
+use cache::CacheKey;
 use secrets::{API_KEY_PREFIX, sha256_hex};
 
 #[derive(Debug, Clone)]
@@ -106,35 +108,57 @@ pub async fn authenticate(parts: &Parts, ctx: &ApiContext) -> ApiResult<Principa
     };
     let now = ctx.clock.now();
     let principal = if token.starts_with(API_KEY_PREFIX) {
-        let found = ctx
-            .db
-            .api_key_by_hash(&sha256_hex(token))
-            .await?
-            .ok_or_else(invalid_token)?;
-        let key = found.key;
-        if key.revoked_at.is_some() || key.expires_at.is_some_and(|e| e <= now) {
+        let key = CacheKey::ApiKey(sha256_hex(token));
+        let p = match ctx.auth_cache.get(&key) {
+            Some(p) => p,
+            None => {
+                let CacheKey::ApiKey(hash) = &key else {
+                    unreachable!()
+                };
+                let found = ctx
+                    .db
+                    .api_key_by_hash(hash)
+                    .await?
+                    .ok_or_else(invalid_token)?;
+                let p = Principal {
+                    tenant: found.tenant,
+                    role: found.key.role,
+                    actor: Actor::ApiKey(found.key),
+                };
+                ctx.auth_cache.put(key, &p);
+                p
+            }
+        };
+        let Actor::ApiKey(k) = &p.actor else {
+            unreachable!("cached under an API key")
+        };
+        if k.revoked_at.is_some() || k.expires_at.is_some_and(|e| e <= now) {
             return Err(invalid_token());
         }
-        ctx.key_usage.record(key.tenant_id, key.id, now);
-        Principal {
-            tenant: found.tenant,
-            role: key.role,
-            actor: Actor::ApiKey(key),
-        }
+        ctx.key_usage.record(k.tenant_id, k.id, now);
+        p
     } else {
         let claims = ctx.secrets.verify_access(token).ok_or_else(invalid_token)?;
-        let member = ctx
-            .db
-            .member_by_session(claims.tenant(), claims.session(), claims.user(), now)
-            .await?
-            .ok_or_else(invalid_token)?;
-        Principal {
-            role: member.user.role,
-            actor: Actor::User {
-                user: member.user,
-                session: claims.session(),
-            },
-            tenant: member.tenant,
+        let key = CacheKey::Session(claims.sid, claims.sub);
+        match ctx.auth_cache.get(&key) {
+            Some(p) if p.tenant.id == claims.tenant() => p,
+            _ => {
+                let member = ctx
+                    .db
+                    .member_by_session(claims.tenant(), claims.session(), claims.user(), now)
+                    .await?
+                    .ok_or_else(invalid_token)?;
+                let p = Principal {
+                    role: member.user.role,
+                    actor: Actor::User {
+                        user: member.user,
+                        session: claims.session(),
+                    },
+                    tenant: member.tenant,
+                };
+                ctx.auth_cache.put(key, &p);
+                p
+            }
         }
     };
     if principal.tenant.status == TenantStatus::Suspended {

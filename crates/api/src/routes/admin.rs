@@ -68,6 +68,7 @@ async fn transition(
 ) -> ApiResult<axum::Json<TenantView>> {
     match ctx.db.transition_tenant(id, action, ctx.clock.now()).await {
         Ok(t) => {
+            ctx.auth_changed(t.id).await;
             tracing::info!(tenant_id = %t.id, status = %t.status, ?action, "tenant status changed");
             Ok(axum::Json((&t).into()))
         }

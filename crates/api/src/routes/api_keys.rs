@@ -145,5 +145,6 @@ async fn revoke_key(
     ctx.db
         .revoke_api_key(p.tenant.id, id, ctx.clock.now())
         .await?;
+    ctx.auth_changed(p.tenant.id).await;
     Ok(StatusCode::NO_CONTENT)
 }

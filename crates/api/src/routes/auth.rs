@@ -369,7 +369,8 @@ async fn refresh(
             "token_expired",
             "The refresh token has expired; sign in again.",
         )),
-        RotateOutcome::Reused => {
+        RotateOutcome::Reused { tenant_id } => {
+            ctx.auth_changed(tenant_id).await;
             tracing::warn!("a rotated refresh token was presented again; its session is revoked");
             Err(ApiError::unauthorized(
                 "token_reused",
@@ -395,9 +396,13 @@ async fn logout(
     };
     let now = ctx.clock.now();
     if let Some(rt) = req.refresh_token {
-        ctx.db
+        if let Some(tenant) = ctx
+            .db
             .revoke_session_by_refresh(&secrets::sha256_hex(&rt), now)
-            .await?;
+            .await?
+        {
+            ctx.auth_changed(tenant).await;
+        }
         return Ok(StatusCode::NO_CONTENT);
     }
     let claims = credential(&parts)
@@ -411,6 +416,7 @@ async fn logout(
     ctx.db
         .revoke_session(claims.tenant(), claims.session(), now)
         .await?;
+    ctx.auth_changed(claims.tenant()).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

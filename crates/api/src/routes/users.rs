@@ -172,6 +172,7 @@ async fn update_user(
         )
         .await
         .map_err(last_owner)?;
+    ctx.auth_changed(p.tenant.id).await;
     Ok(axum::Json((&user).into()))
 }
 
@@ -190,5 +191,6 @@ async fn delete_user(
         .delete_user(p.tenant.id, id, ctx.clock.now())
         .await
         .map_err(last_owner)?;
+    ctx.auth_changed(p.tenant.id).await;
     Ok(StatusCode::NO_CONTENT)
 }
