@@ -36,7 +36,7 @@ impl Default for ClientConfig {
 pub enum ClientError {
     /// Graph answered with an error object.
     #[error("graph error {} ({}): {}", .error.code, .status, .error.message)]
-    Graph { status: u16, error: GraphError },
+    Graph { status: u16, error: Box<GraphError> },
     /// No usable answer: connection refused, timed out, reset…
     #[error("transport: {0}")]
     Transport(#[source] reqwest::Error),
@@ -340,7 +340,7 @@ async fn read<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClientE
     match serde_json::from_slice::<GraphErrorEnvelope>(&bytes) {
         Ok(env) => Err(ClientError::Graph {
             status: status.as_u16(),
-            error: env.error,
+            error: Box::new(env.error),
         }),
         Err(_) => Err(ClientError::Unexpected {
             status: status.as_u16(),

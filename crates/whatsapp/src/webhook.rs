@@ -157,10 +157,12 @@ impl InboundMessage {
         if let Some(b) = &self.button {
             return b.text.clone();
         }
-        if let Some(i) = &self.interactive {
-            if let Some(r) = i.button_reply.as_ref().or(i.list_reply.as_ref()) {
-                return r.title.clone();
-            }
+        if let Some(r) = self
+            .interactive
+            .as_ref()
+            .and_then(|i| i.button_reply.as_ref().or(i.list_reply.as_ref()))
+        {
+            return r.title.clone();
         }
         if let Some(r) = &self.reaction {
             return r.emoji.clone();
