@@ -79,30 +79,43 @@ impl ApiContext {
         })))
     }
 
-    /// Background upkeep of the API's in-memory state: writes API keys' `last_used_at` and
-    /// forgets idle rate-limit buckets. Runs until `shutdown` resolves, then flushes once more.
-    pub async fn run_upkeep(self, shutdown: impl std::future::Future<Output = ()>) {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        tokio::pin!(shutdown);
+    /// Starts the background upkeep of the API's in-memory state and returns once it runs:
+    /// the auth-change listener is listening (so no change can be missed once requests are
+    /// served), API keys' `last_used_at` is written every 5 s, idle rate-limit buckets are
+    /// forgotten. It stops when `shutdown` resolves, after a last flush.
+    pub async fn start_upkeep(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let listener = self.db.auth_listener().await?;
         let cache_ctx = self.clone();
-        let listener = tokio::spawn(async move {
-            cache_ctx
-                .db
-                .listen_auth_changes(|tenant| cache_ctx.auth_cache.invalidate(tenant))
+        let listening = tokio::spawn(async move {
+            let ctx = &cache_ctx;
+            if let Err(e) = listener
+                .run(|tenant| ctx.auth_cache.invalidate(tenant))
                 .await
+            {
+                // Without notices, other processes' changes reach this one only by TTL.
+                tracing::error!(error = %e, "auth-change listener stopped");
+                ctx.auth_cache.invalidate(None);
+            }
         });
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = &mut shutdown => break,
+        Ok(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            tokio::pin!(shutdown);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = &mut shutdown => break,
+                }
+                self.flush_key_usage().await;
+                if let Some(l) = &self.rate_limiter {
+                    l.retain_recent();
+                }
             }
+            listening.abort();
             self.flush_key_usage().await;
-            if let Some(l) = &self.rate_limiter {
-                l.retain_recent();
-            }
-        }
-        listener.abort();
-        self.flush_key_usage().await;
+        }))
     }
 
     /// Something that can withdraw access changed in `tenant`: forget its cached principals

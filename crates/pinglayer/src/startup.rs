@@ -139,7 +139,7 @@ impl Application {
             self.ctx.clock.clone(),
             stop(rx.clone()),
         ));
-        let upkeep = tokio::spawn(self.ctx.clone().run_upkeep(stop(rx.clone())));
+        let upkeep = self.ctx.clone().start_upkeep(stop(rx.clone())).await?;
         let app = pinglayer_api::router(self.ctx.clone());
         tracing::info!(addr = %self.local_addr(), "serving");
         let served = axum::serve(

@@ -158,18 +158,28 @@ impl Db {
         Ok(())
     }
 
-    /// Calls `on(Some(tenant))` for each change announced by any process, and `on(None)` when
-    /// the listening connection was lost (notices may have been missed: forget everything).
-    /// Returns at once on SQLite.
-    pub async fn listen_auth_changes(
-        &self,
-        on: impl Fn(Option<pinglayer_domain::TenantId>),
-    ) -> Result<()> {
+    /// Starts listening for auth changes announced by any process (PostgreSQL; on SQLite the
+    /// listener never fires). Listening has begun when this returns, so a process that awaits it
+    /// before serving cannot miss a change made after it started serving.
+    pub async fn auth_listener(&self) -> Result<AuthListener> {
         let Db::Postgres(pool) = self else {
-            return Ok(());
+            return Ok(AuthListener(None));
         };
         let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
         listener.listen(AUTH_CHANNEL).await?;
+        Ok(AuthListener(Some(listener)))
+    }
+}
+
+pub struct AuthListener(Option<sqlx::postgres::PgListener>);
+
+impl AuthListener {
+    /// Calls `on(Some(tenant))` for each announced change, and `on(None)` when the connection
+    /// was lost and re-made (notices may have been missed: forget everything).
+    pub async fn run(self, on: impl Fn(Option<pinglayer_domain::TenantId>)) -> Result<()> {
+        let Some(mut listener) = self.0 else {
+            return std::future::pending().await;
+        };
         loop {
             match listener.try_recv().await? {
                 Some(n) => on(n.payload().parse().ok()),

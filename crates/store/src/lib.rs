@@ -17,7 +17,7 @@ pub mod sessions;
 pub mod tenants;
 pub mod users;
 
-pub use db::{Backend, Db, Tx};
+pub use db::{AuthListener, Backend, Db, Tx};
 
 /// What callers need to tell apart; everything else is `Other` and becomes a logged 500.
 #[derive(Debug, thiserror::Error)]

@@ -119,6 +119,46 @@ async fn suspension_stops_tokens_and_keys_at_once(app: TestApp) {
 }
 both!(suspension_stops_tokens_and_keys_at_once);
 
+/// Two server processes on one PostgreSQL database: a suspension made through one stops a token
+/// the other has just served from its cache (via NOTIFY). SQLite deployments run one `serve`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspension_reaches_other_processes() {
+    let Some(app) = crate::helpers::spawn(crate::helpers::Backend::Postgres, |_| {}).await else {
+        eprintln!("TEST_DATABASE_URL is not set: skipped");
+        return;
+    };
+    let owner = app.register("Shop", "o@shop.test").await;
+    let root = app.superadmin().await;
+    let twin = app.twin().await;
+    let me = format!("http://{}/api/v1/auth/me", twin.addr);
+    let call = || app.client.get(&me).bearer_auth(&owner.token).send();
+    assert_eq!(
+        call().await.unwrap().status(),
+        200,
+        "served, and now cached, by the twin"
+    );
+    let r = app
+        .post(
+            &format!("/api/v1/admin/tenants/{}/suspend", owner.tenant_id),
+            Some(&root),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let mut status = 0;
+    for _ in 0..50 {
+        status = call().await.unwrap().status().as_u16();
+        if status == 403 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        status, 403,
+        "the twin must stop serving a suspended tenant token"
+    );
+}
+
 /// The operator's CLI, end to end: create a superadmin in a data directory's SQLite file, then
 /// a server on the same file accepts their sign-in.
 #[tokio::test]

@@ -55,6 +55,7 @@ pub struct TestApp {
     pub ctx: ApiContext,
     pub clock: ManualClock,
     pub data_dir: TempDir,
+    pub db_url: String,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     pg_schema: Option<(String, String)>,
@@ -86,6 +87,10 @@ pub struct Registered {
 pub const PASSWORD: &str = "correct horse battery";
 
 pub async fn spawn(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+    // Logs are noise in tests unless asked for: `TEST_LOG=debug cargo test …`.
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        pinglayer::telemetry::init(&filter, false);
+    }
     let data_dir = tempfile::tempdir().expect("temp dir");
     let (url, pg_schema) = match backend {
         Backend::Sqlite => (
@@ -146,13 +151,43 @@ pub async fn spawn(backend: Backend, configure: impl FnOnce(&mut Settings)) -> O
         ctx,
         clock,
         data_dir,
+        db_url: url,
         shutdown: Some(tx),
         server: Some(server),
         pg_schema,
     })
 }
 
+/// A second server process's worth of application on the same database (its own caches and
+/// throttles), for multi-process behaviour.
+pub struct Twin {
+    pub addr: SocketAddr,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
 impl TestApp {
+    pub async fn twin(&self) -> Twin {
+        let db = Db::connect(&self.db_url, 3).await.expect("connecting twin");
+        let settings = Settings::for_tests(self.data_dir.path().to_path_buf());
+        let app = Application::build(
+            db,
+            settings,
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::new(self.clock.clone()),
+        )
+        .await
+        .expect("building twin");
+        let addr = app.local_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        Twin {
+            addr,
+            _shutdown: tx,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -275,7 +310,7 @@ impl TestApp {
     }
 }
 
-async fn into_resp(r: reqwest::Response) -> Resp {
+pub async fn into_resp(r: reqwest::Response) -> Resp {
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let bytes = r.bytes().await.expect("body");
