@@ -50,4 +50,16 @@ macro_rules! typed_id {
     )*};
 }
 
-typed_id!(TenantId, UserId, SessionId, RefreshTokenId, ApiKeyId);
+typed_id!(
+    TenantId,
+    UserId,
+    SessionId,
+    RefreshTokenId,
+    ApiKeyId,
+    NumberId,
+    TemplateId,
+    ContactId,
+    ConversationId,
+    MessageId,
+    WebhookEventId,
+);

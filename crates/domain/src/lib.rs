@@ -5,10 +5,13 @@
 //! policy, a [`Role`] grants exactly the permissions in [`role::MATRIX`].
 
 pub mod clock;
+pub mod crypto;
 pub mod email;
 pub mod ids;
+pub mod message;
 pub mod page;
 pub mod password;
+pub mod phone;
 pub mod role;
 pub mod slug;
 pub mod tenant;
@@ -16,8 +19,10 @@ pub mod tenant;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use email::Email;
 pub use ids::*;
+pub use message::MessageStatus;
 pub use page::{Cursor, PageRequest};
 pub use password::NewPassword;
+pub use phone::PhoneE164;
 pub use role::{Permission, Role};
 pub use tenant::{SignupPolicy, TenantStatus};
 

@@ -12,10 +12,15 @@
 pub mod api_keys;
 mod db;
 pub mod housekeeping;
+pub mod inbox;
+pub mod messages;
+pub mod numbers;
 pub mod otp;
 pub mod sessions;
+pub mod templates;
 pub mod tenants;
 pub mod users;
+pub mod webhook_events;
 
 pub use db::{AuthListener, Backend, Db, Tx};
 

@@ -1,0 +1,519 @@
+//! The message outbox and log: outbound messages are rows the dispatcher claims; statuses from
+//! webhooks move them forward; inbound messages are recorded once per wamid.
+
+use chrono::{DateTime, Duration, Utc};
+use pinglayer_domain::{
+    ContactId, ConversationId, MessageId, MessageStatus, NumberId, PageRequest, TenantId,
+};
+use std::collections::HashMap;
+
+use crate::{Db, Result, Tx, on_db, on_tx};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Message {
+    pub tenant_id: TenantId,
+    pub id: MessageId,
+    pub number_id: NumberId,
+    pub contact_id: ContactId,
+    pub conversation_id: ConversationId,
+    pub direction: String,
+    pub kind: String,
+    /// JSON: the Cloud API `Content` for outbound, Meta's inbound message object for inbound.
+    pub content: String,
+    pub preview: String,
+    pub to_phone: String,
+    #[sqlx(try_from = "String")]
+    pub status: MessageStatus,
+    pub wamid: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_title: Option<String>,
+    pub error_detail: Option<String>,
+    pub attempts: i32,
+    pub idempotency_key: Option<String>,
+    pub request_hash: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub read_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+}
+
+macro_rules! mcols {
+    () => {
+        "tenant_id, id, number_id, contact_id, conversation_id, direction, kind, content, preview, to_phone,
+         status, wamid, error_code, error_title, error_detail, attempts, idempotency_key, request_hash,
+         created_at, updated_at, sent_at, delivered_at, read_at, failed_at"
+    };
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MessageEvent {
+    #[sqlx(try_from = "String")]
+    pub status: MessageStatus,
+    pub at: DateTime<Utc>,
+    pub error_code: Option<i64>,
+    pub error_title: Option<String>,
+}
+
+pub struct NewOutbound<'a> {
+    pub tenant_id: TenantId,
+    pub number_id: NumberId,
+    pub contact_id: ContactId,
+    pub conversation_id: ConversationId,
+    pub kind: &'a str,
+    pub content: String,
+    pub preview: String,
+    pub to_phone: &'a str,
+    pub idempotency_key: Option<&'a str>,
+    pub request_hash: Option<&'a str>,
+}
+
+/// A claimed outbound message with what sending it needs.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Claimed {
+    pub tenant_id: TenantId,
+    pub id: MessageId,
+    pub number_id: NumberId,
+    pub content: String,
+    pub to_phone: String,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Who a status is about: our id (from `biz_opaque_callback_data`) or Meta's wamid.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MessageRef {
+    Ours(TenantId, MessageId),
+    Wamid(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct StatusUpdate {
+    pub target: MessageRef,
+    /// Only tenants allowed for the webhook's number may be touched.
+    pub tenant_id: TenantId,
+    pub status: MessageStatus,
+    pub at: DateTime<Utc>,
+    pub wamid: String,
+    pub error_code: Option<i64>,
+    pub error_title: Option<String>,
+    pub error_detail: Option<String>,
+}
+
+/// What applying a batch of statuses did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Messages whose state moved, with the state they reached.
+    pub moved: Vec<(TenantId, MessageId, MessageStatus)>,
+    /// Statuses that named no message we know (yet).
+    pub unknown: usize,
+}
+
+pub struct NewInbound<'a> {
+    pub tenant_id: TenantId,
+    pub number_id: NumberId,
+    pub contact_id: ContactId,
+    pub conversation_id: ConversationId,
+    pub wamid: &'a str,
+    pub kind: &'a str,
+    pub content: String,
+    pub preview: String,
+    pub from_phone: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+pub async fn enqueue_in(tx: &mut Tx, m: NewOutbound<'_>, now: DateTime<Utc>) -> Result<Message> {
+    on_tx!(tx, c => sqlx::query_as(concat!(
+        "insert into messages (tenant_id, id, number_id, contact_id, conversation_id, direction, kind, content,
+            preview, to_phone, status, status_rank, attempts, next_attempt_at, idempotency_key, request_hash,
+            created_at, updated_at)
+         values ($1, $2, $3, $4, $5, 'outbound', $6, $7, $8, $9, 'queued', 0, 0, $10, $11, $12, $10, $10)
+         returning ", mcols!()))
+    .bind(m.tenant_id)
+    .bind(MessageId::new())
+    .bind(m.number_id)
+    .bind(m.contact_id)
+    .bind(m.conversation_id)
+    .bind(m.kind)
+    .bind(m.content)
+    .bind(m.preview)
+    .bind(m.to_phone)
+    .bind(now)
+    .bind(m.idempotency_key)
+    .bind(m.request_hash)
+    .fetch_one(c)
+    .await)
+    .map_err(crate::conflict_on_unique("idempotency_key"))
+}
+
+/// Records an inbound message once: `None` when this wamid was already recorded.
+pub async fn insert_inbound_in(
+    tx: &mut Tx,
+    m: NewInbound<'_>,
+    now: DateTime<Utc>,
+) -> Result<Option<MessageId>> {
+    let id = MessageId::new();
+    let inserted: Option<MessageId> = on_tx!(tx, c => sqlx::query_scalar(
+        "insert into messages (tenant_id, id, number_id, contact_id, conversation_id, direction, kind, content,
+            preview, to_phone, status, status_rank, wamid, attempts, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, 'inbound', $6, $7, $8, $9, 'received', 6, $10, 0, $11, $12)
+         on conflict do nothing
+         returning id",
+    )
+    .bind(m.tenant_id)
+    .bind(id)
+    .bind(m.number_id)
+    .bind(m.contact_id)
+    .bind(m.conversation_id)
+    .bind(m.kind)
+    .bind(m.content)
+    .bind(m.preview)
+    .bind(m.from_phone)
+    .bind(m.wamid)
+    .bind(m.at)
+    .bind(now)
+    .fetch_optional(c)
+    .await)?;
+    Ok(inserted)
+}
+
+async fn add_events(
+    tx: &mut Tx,
+    events: &[(
+        TenantId,
+        MessageId,
+        MessageStatus,
+        DateTime<Utc>,
+        Option<i64>,
+        Option<String>,
+    )],
+) -> Result<()> {
+    for chunk in events.chunks(500) {
+        on_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new(
+                "insert into message_events (tenant_id, message_id, status, at, error_code, error_title) ",
+            );
+            qb.push_values(chunk, |mut b, (t, m, s, at, code, title)| {
+                b.push_bind(*t).push_bind(*m).push_bind(s.as_str()).push_bind(*at).push_bind(*code).push_bind(title.clone());
+            });
+            qb.push(" on conflict do nothing");
+            qb.build().execute(c).await.map(|r| r.rows_affected())
+        })?;
+    }
+    Ok(())
+}
+
+impl Db {
+    pub async fn message(&self, tenant: TenantId, id: MessageId) -> Result<Message> {
+        on_db!(self, p => sqlx::query_as(concat!("select ", mcols!(), " from messages where tenant_id = $1 and id = $2"))
+            .bind(tenant)
+            .bind(id)
+            .fetch_one(p)
+            .await)
+        .map_err(Into::into)
+    }
+
+    pub async fn message_by_idempotency_key(
+        &self,
+        tenant: TenantId,
+        key: &str,
+    ) -> Result<Option<Message>> {
+        on_db!(self, p => sqlx::query_as(concat!("select ", mcols!(),
+            " from messages where tenant_id = $1 and idempotency_key = $2"))
+            .bind(tenant)
+            .bind(key)
+            .fetch_optional(p)
+            .await)
+        .map_err(Into::into)
+    }
+
+    pub async fn message_events(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+    ) -> Result<Vec<MessageEvent>> {
+        on_db!(self, p => sqlx::query_as(
+            "select status, at, error_code, error_title from message_events
+             where tenant_id = $1 and message_id = $2 order by at, status",
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_all(p)
+        .await)
+        .map_err(Into::into)
+    }
+
+    /// Newest first, optionally of one conversation, status or direction.
+    pub async fn list_messages(
+        &self,
+        tenant: TenantId,
+        page: &PageRequest,
+        conversation: Option<ConversationId>,
+        status: Option<MessageStatus>,
+        direction: Option<&str>,
+    ) -> Result<Vec<Message>> {
+        on_db!(self, p => sqlx::query_as(concat!("select ", mcols!(),
+            " from messages where tenant_id = $1 and ($2 is null or id < $2)
+              and ($3 is null or conversation_id = $3) and ($4 is null or status = $4)
+              and ($5 is null or direction = $5)
+              order by id desc limit $6"))
+        .bind(tenant)
+        .bind(page.after.map(|c| c.0))
+        .bind(conversation)
+        .bind(status.map(|s| s.as_str()))
+        .bind(direction)
+        .bind(page.fetch_limit())
+        .fetch_all(p)
+        .await)
+        .map_err(Into::into)
+    }
+
+    /// Claims up to `limit` messages due for sending — queued ones, and ones whose lease ran out
+    /// because the worker that held them died — and leases them for `lease`. The lease is
+    /// committed before anything is sent, so two workers never hold the same message.
+    pub async fn claim_outbox(
+        &self,
+        limit: i64,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Claimed>> {
+        // PostgreSQL lets concurrent claimers skip each other's rows; SQLite has one writer,
+        // so the same statement without the locking clause is already exclusive.
+        macro_rules! claim_sql {
+            ($lock:literal) => {
+                concat!(
+                    "update messages set status = 'sending', status_rank = 1, attempts = attempts + 1, lease_until = $2, updated_at = $1
+                     where (tenant_id, id) in (
+                        select tenant_id, id from messages
+                        where (status = 'queued' and next_attempt_at <= $1) or (status = 'sending' and lease_until < $1)
+                        order by next_attempt_at limit $3 ", $lock, ")
+                     returning tenant_id, id, number_id, content, to_phone, attempts, created_at"
+                )
+            };
+        }
+        let rows = match self {
+            Db::Postgres(p) => {
+                sqlx::query_as(claim_sql!("for update skip locked"))
+                    .bind(now)
+                    .bind(now + lease)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?
+            }
+            Db::Sqlite(p) => {
+                sqlx::query_as(claim_sql!(""))
+                    .bind(now)
+                    .bind(now + lease)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?
+            }
+        };
+        Ok(rows)
+    }
+
+    /// Meta accepted the message: it is `sent`, unless a webhook already moved it further.
+    pub async fn record_accepted(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+        wamid: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let moved = on_tx!(&mut tx, c => sqlx::query(
+            "update messages set wamid = coalesce(wamid, $3), lease_until = null, updated_at = $4,
+                status = case when status_rank < 2 then 'sent' else status end,
+                sent_at = coalesce(sent_at, $4),
+                status_rank = case when status_rank < 2 then 2 else status_rank end
+             where tenant_id = $1 and id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(wamid)
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        if moved > 0 {
+            add_events(
+                &mut tx,
+                &[(tenant, id, MessageStatus::Sent, now, None, None)],
+            )
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// A transient failure: back to the queue, to be tried at `at`.
+    pub async fn record_retry(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+        at: DateTime<Utc>,
+        code: Option<i64>,
+        title: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        on_db!(self, p => sqlx::query(
+            "update messages set status = 'queued', status_rank = 0, next_attempt_at = $3, lease_until = null,
+                error_code = $4, error_title = $5, updated_at = $6
+             where tenant_id = $1 and id = $2 and status = 'sending'",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(at)
+        .bind(code)
+        .bind(title)
+        .bind(now)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// A final failure before Meta accepted the message.
+    pub async fn record_failed(
+        &self,
+        tenant: TenantId,
+        id: MessageId,
+        code: Option<i64>,
+        title: &str,
+        detail: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let n = on_tx!(&mut tx, c => sqlx::query(
+            "update messages set status = 'failed', status_rank = 5, lease_until = null, failed_at = $6,
+                error_code = $3, error_title = $4, error_detail = $5, updated_at = $6
+             where tenant_id = $1 and id = $2 and status_rank < 5",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(code)
+        .bind(title)
+        .bind(detail)
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        if n > 0 {
+            add_events(
+                &mut tx,
+                &[(
+                    tenant,
+                    id,
+                    MessageStatus::Failed,
+                    now,
+                    code,
+                    Some(title.to_string()),
+                )],
+            )
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// Applies delivery statuses in one transaction, in batches: forward-only (a state moves
+    /// only to a higher rank; `failed` is final), idempotent (replays and duplicates change
+    /// nothing), and tolerant (statuses for unknown messages are counted, not errors).
+    pub async fn apply_statuses(&self, updates: &[StatusUpdate]) -> Result<Applied> {
+        let mut applied = Applied::default();
+        if updates.is_empty() {
+            return Ok(applied);
+        }
+        let mut tx = self.begin().await?;
+        // Resolve wamid-only statuses to our ids, within the allowed tenants.
+        let wamids: Vec<&str> = updates
+            .iter()
+            .filter_map(|u| match &u.target {
+                MessageRef::Wamid(w) => Some(w.as_str()),
+                MessageRef::Ours(..) => None,
+            })
+            .collect();
+        let mut by_wamid: HashMap<String, (TenantId, MessageId)> = HashMap::new();
+        for chunk in wamids.chunks(500) {
+            let rows: Vec<(TenantId, MessageId, String)> = on_tx!(&mut tx, c => {
+                let mut qb = sqlx::QueryBuilder::new("select tenant_id, id, wamid from messages where wamid in (");
+                let mut sep = qb.separated(", ");
+                for w in chunk {
+                    sep.push_bind(*w);
+                }
+                qb.push(")");
+                qb.build_query_as().fetch_all(c).await
+            })?;
+            by_wamid.extend(rows.into_iter().map(|(t, m, w)| (w, (t, m))));
+        }
+        // Keep the furthest status per message (a batch may hold sent, delivered and read of
+        // one message), and every status for the history.
+        let mut best: HashMap<(TenantId, MessageId), &StatusUpdate> = HashMap::new();
+        let mut events = Vec::with_capacity(updates.len());
+        for u in updates {
+            let key = match &u.target {
+                MessageRef::Ours(t, m) => Some((*t, *m)),
+                MessageRef::Wamid(w) => by_wamid.get(w).copied(),
+            };
+            let Some(key) = key.filter(|(t, _)| *t == u.tenant_id) else {
+                applied.unknown += 1;
+                continue;
+            };
+            events.push((
+                key.0,
+                key.1,
+                u.status,
+                u.at,
+                u.error_code,
+                u.error_title.clone(),
+            ));
+            let e = best.entry(key).or_insert(u);
+            if u.status.rank() > e.status.rank() {
+                *e = u;
+            }
+        }
+        let rows: Vec<_> = best.into_iter().collect();
+        for chunk in rows.chunks(400) {
+            let moved: Vec<(TenantId, MessageId, String)> = on_tx!(&mut tx, c => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "with v (tid, mid, st, rk, at, wamid, ecode, etitle, edetail) as (",
+                );
+                qb.push_values(chunk, |mut b, ((t, m), u)| {
+                    b.push_bind(*t)
+                        .push_bind(*m)
+                        .push_bind(u.status.as_str())
+                        .push_bind(u.status.rank())
+                        .push_bind(u.at)
+                        .push_bind(u.wamid.as_str())
+                        .push_bind(u.error_code)
+                        .push_bind(u.error_title.clone())
+                        .push_bind(u.error_detail.clone());
+                });
+                qb.push(
+                    ") update messages set status = v.st, status_rank = v.rk, updated_at = v.at,
+                        wamid = coalesce(messages.wamid, v.wamid),
+                        sent_at = case when v.st = 'sent' then coalesce(messages.sent_at, v.at) else messages.sent_at end,
+                        delivered_at = case when v.st = 'delivered' then coalesce(messages.delivered_at, v.at) else messages.delivered_at end,
+                        read_at = case when v.st = 'read' then coalesce(messages.read_at, v.at) else messages.read_at end,
+                        failed_at = case when v.st = 'failed' then coalesce(messages.failed_at, v.at) else messages.failed_at end,
+                        error_code = case when v.st = 'failed' then v.ecode else messages.error_code end,
+                        error_title = case when v.st = 'failed' then v.etitle else messages.error_title end,
+                        error_detail = case when v.st = 'failed' then v.edetail else messages.error_detail end,
+                        lease_until = null
+                     from v
+                     where messages.tenant_id = v.tid and messages.id = v.mid
+                       and messages.direction = 'outbound' and messages.status_rank < v.rk
+                     returning messages.tenant_id, messages.id, messages.status",
+                );
+                qb.build_query_as().fetch_all(c).await
+            })?;
+            for (t, m, s) in moved {
+                if let Ok(s) = s.parse() {
+                    applied.moved.push((t, m, s));
+                }
+            }
+        }
+        add_events(&mut tx, &events).await?;
+        tx.commit().await?;
+        Ok(applied)
+    }
+}

@@ -1,0 +1,146 @@
+//! Webhook POSTs, stored as received (after their signature was checked) before Meta gets its
+//! 200, then applied by the engine. Nothing Meta sent is lost if applying fails or the process
+//! dies: the row stays pending and is retried.
+
+use chrono::{DateTime, Duration, Utc};
+use pinglayer_domain::WebhookEventId;
+
+use crate::{Db, Result, on_db};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WebhookEvent {
+    pub id: WebhookEventId,
+    pub received_at: DateTime<Utc>,
+    pub scope: String,
+    pub body: String,
+    pub attempts: i32,
+}
+
+impl Db {
+    pub async fn store_webhook_event(
+        &self,
+        scope: &str,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<WebhookEventId> {
+        let id = WebhookEventId::new();
+        on_db!(self, p => sqlx::query(
+            "insert into webhook_events (id, received_at, scope, body, status, attempts, next_attempt_at)
+             values ($1, $2, $3, $4, 'pending', 0, $2)",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(scope)
+        .bind(body)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(id)
+    }
+
+    /// Leases up to `limit` pending events, oldest first (lease as in the outbox).
+    pub async fn claim_webhook_events(
+        &self,
+        limit: i64,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<WebhookEvent>> {
+        macro_rules! claim_sql {
+            ($lock:literal) => {
+                concat!(
+                    "update webhook_events set attempts = attempts + 1, lease_until = $2
+                     where id in (select id from webhook_events
+                        where status = 'pending' and next_attempt_at <= $1 and (lease_until is null or lease_until < $1)
+                        order by next_attempt_at, id limit $3 ", $lock, ")
+                     returning id, received_at, scope, body, attempts"
+                )
+            };
+        }
+        let mut rows: Vec<WebhookEvent> = match self {
+            Db::Postgres(p) => {
+                sqlx::query_as(claim_sql!("for update skip locked"))
+                    .bind(now)
+                    .bind(now + lease)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?
+            }
+            Db::Sqlite(p) => {
+                sqlx::query_as(claim_sql!(""))
+                    .bind(now)
+                    .bind(now + lease)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?
+            }
+        };
+        rows.sort_by_key(|e| e.id);
+        Ok(rows)
+    }
+
+    pub async fn finish_webhook_events(
+        &self,
+        ids: &[WebhookEventId],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        for chunk in ids.chunks(500) {
+            on_db!(self, p => {
+                let mut qb = sqlx::QueryBuilder::new("update webhook_events set status = 'processed', lease_until = null, processed_at = ");
+                qb.push_bind(now);
+                qb.push(" where id in (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build().execute(p).await.map(|r| r.rows_affected())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Tries the event again at `at` (e.g. a status for a message whose send has not returned).
+    pub async fn retry_webhook_event(
+        &self,
+        id: WebhookEventId,
+        at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<()> {
+        on_db!(self, p => sqlx::query(
+            "update webhook_events set next_attempt_at = $2, lease_until = null, error = $3 where id = $1",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(error)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Gives up on an event that cannot be applied, keeping it for inspection.
+    pub async fn fail_webhook_event(
+        &self,
+        id: WebhookEventId,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        on_db!(self, p => sqlx::query(
+            "update webhook_events set status = 'failed', lease_until = null, processed_at = $3, error = $2 where id = $1",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(now)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn pending_webhook_events(&self) -> Result<i64> {
+        on_db!(self, p => sqlx::query_scalar("select count(*) from webhook_events where status = 'pending'")
+            .fetch_one(p)
+            .await)
+        .map_err(Into::into)
+    }
+}
