@@ -33,6 +33,12 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// A well-formed request the current state cannot serve, with its own code.
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    /// Meta (or the sandbox) failed us.
+    #[error("{message}")]
+    BadGateway { code: &'static str, message: String },
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("service unavailable")]
@@ -62,6 +68,12 @@ impl ApiError {
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Unprocessable {
             code,
             message: message.into(),
         }
@@ -118,6 +130,15 @@ impl ApiError {
                     .join("; "),
                 json!({ "fields": fields.iter().map(|f| json!({"field": f.field, "message": f.message})).collect::<Vec<_>>() }),
             ),
+            Self::Unprocessable { code, message } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                message.clone(),
+                Value::Null,
+            ),
+            Self::BadGateway { code, message } => {
+                (StatusCode::BAD_GATEWAY, code, message.clone(), Value::Null)
+            }
             Self::TooManyRequests { retry_after_secs } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",

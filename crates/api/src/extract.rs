@@ -93,3 +93,23 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         ))
     }
 }
+
+/// Parses a JSON body already read as bytes, with the same errors as [`Json`]: for handlers
+/// that need the raw body too (hashing for idempotency, signatures).
+pub fn json_value(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<serde_json::Value, ApiError> {
+    let is_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json") || ct.contains("+json"));
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType(
+            "Send JSON with `Content-Type: application/json`.".into(),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request("malformed_json", format!("The body is not valid JSON: {e}"))
+    })
+}

@@ -18,5 +18,5 @@ pub mod state;
 
 pub use error::{ApiError, ApiResult};
 pub use routes::router;
-pub use settings::{Environment, Settings, SmtpSettings};
-pub use state::ApiContext;
+pub use settings::{Environment, MetaApp, Settings, SmtpSettings};
+pub use state::{ApiContext, EngineLink};

@@ -19,6 +19,10 @@ use utoipa::{
         (name = "users", description = "The tenant's team"),
         (name = "api-keys", description = "Keys for server-to-server calls"),
         (name = "admin", description = "Platform administration (superadmins)"),
+        (name = "whatsapp", description = "Connected WhatsApp numbers"),
+        (name = "templates", description = "Message templates and their review"),
+        (name = "messages", description = "Single messages and their states"),
+        (name = "inbox", description = "Conversations with customers"),
     )
 )]
 pub struct ApiDoc;

@@ -51,6 +51,33 @@ pub struct Settings {
     pub login_max_failures: u32,
     pub login_window: Duration,
     pub smtp: Option<SmtpSettings>,
+    /// The operator's Meta app: signs webhooks (app secret), answers the webhook handshake
+    /// (verify token), exchanges Embedded Signup codes (id + secret). A number may bring its
+    /// own app secret and verify token instead.
+    pub meta: MetaApp,
+}
+
+#[derive(Clone, Default)]
+pub struct MetaApp {
+    pub app_id: Option<String>,
+    pub app_secret: Option<String>,
+    pub verify_token: Option<String>,
+}
+
+impl std::fmt::Debug for MetaApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaApp")
+            .field("app_id", &self.app_id)
+            .field(
+                "app_secret",
+                &self.app_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "verify_token",
+                &self.verify_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -86,6 +113,7 @@ impl Settings {
             login_max_failures: 5,
             login_window: Duration::from_secs(15 * 60),
             smtp: None,
+            meta: MetaApp::default(),
         }
     }
 }

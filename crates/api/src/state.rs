@@ -39,6 +39,21 @@ pub struct Inner {
     pub key_usage: KeyUsage,
     pub auth_cache: AuthCache,
     pub metrics: Option<PrometheusHandle>,
+    pub whatsapp: pinglayer_whatsapp::Client,
+    pub cipher: pinglayer_domain::crypto::Cipher,
+    /// Poke the engine: a message was queued / a webhook event stored.
+    pub wake_dispatch: Arc<tokio::sync::Notify>,
+    pub wake_webhooks: Arc<tokio::sync::Notify>,
+    /// Decrypted per-number app secrets by phone_number_id, for webhook signatures.
+    pub number_secrets: Mutex<HashMap<String, (Option<Vec<u8>>, std::time::Instant)>>,
+}
+
+/// What the API shares with the engine running beside it.
+#[derive(Clone)]
+pub struct EngineLink {
+    pub whatsapp: pinglayer_whatsapp::Client,
+    pub wake_dispatch: Arc<tokio::sync::Notify>,
+    pub wake_webhooks: Arc<tokio::sync::Notify>,
 }
 
 impl Deref for ApiContext {
@@ -54,6 +69,7 @@ impl ApiContext {
         settings: Settings,
         clock: Arc<dyn Clock>,
         metrics: Option<PrometheusHandle>,
+        engine: EngineLink,
     ) -> anyhow::Result<Self> {
         let rate_limiter = NonZeroU32::new(settings.rate_limit_per_second).map(|rps| {
             let burst = NonZeroU32::new(settings.rate_limit_burst).unwrap_or(rps);
@@ -73,6 +89,11 @@ impl ApiContext {
             key_usage: KeyUsage::default(),
             auth_cache: AuthCache::new(settings.auth_cache_ttl),
             metrics,
+            whatsapp: engine.whatsapp,
+            cipher: pinglayer_domain::crypto::Cipher::new(&settings.encryption_key),
+            wake_dispatch: engine.wake_dispatch,
+            wake_webhooks: engine.wake_webhooks,
+            number_secrets: Mutex::new(HashMap::new()),
             db,
             settings,
             clock,

@@ -21,12 +21,41 @@ pub enum Command {
     /// Serve the HTTP API and run the background workers.
     Serve(ServeArgs),
     /// Run only the background workers (scale them out beside `serve` on one PostgreSQL).
-    Worker(CommonArgs),
+    Worker(WorkerArgs),
     /// Apply database migrations and exit.
     Migrate(CommonArgs),
     /// Operator commands.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Serve a local simulator of the WhatsApp Cloud API (for tests, demos and benchmarks).
+    Sandbox(SandboxArgs),
+}
+
+/// Talking to Meta (or the sandbox), and the background engine.
+#[derive(Args, Debug, Clone)]
+pub struct WhatsAppArgs {
+    /// Base URL of the Graph API; point it at `pinglayer sandbox` to work offline.
+    #[arg(
+        long,
+        env = "PINGLAYER_GRAPH_BASE_URL",
+        default_value = "https://graph.facebook.com"
+    )]
+    pub graph_base_url: String,
+    /// Graph API version used in paths.
+    #[arg(long, env = "PINGLAYER_GRAPH_API_VERSION", default_value = "v23.0")]
+    pub graph_api_version: String,
+    /// Timeout of one Graph API call, seconds.
+    #[arg(long, env = "PINGLAYER_GRAPH_TIMEOUT", default_value_t = 20)]
+    pub graph_timeout: u64,
+    /// How long sends that failed transiently (rate limits, frequency caps, 5xx) are retried, seconds.
+    #[arg(long, env = "PINGLAYER_RETRY_FOR", default_value_t = 3600)]
+    pub retry_for: u64,
+    /// Messages the dispatcher claims per round.
+    #[arg(long, env = "PINGLAYER_DISPATCH_BATCH", default_value_t = 200)]
+    pub dispatch_batch: i64,
+    /// Sends in flight at once per process.
+    #[arg(long, env = "PINGLAYER_DISPATCH_CONCURRENCY", default_value_t = 64)]
+    pub dispatch_concurrency: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -91,9 +120,100 @@ impl CommonArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub whatsapp: WhatsAppArgs,
+    /// Base64 of 32 bytes: decrypts the numbers' tokens (same key as `serve`).
+    #[arg(long, env = "PINGLAYER_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SandboxArgs {
+    /// Address the simulator listens on.
+    #[arg(long, env = "PINGLAYER_SANDBOX_BIND", default_value = "127.0.0.1:9090")]
+    pub bind: std::net::SocketAddr,
+    /// Where webhooks go, e.g. `http://127.0.0.1:8080/webhooks/whatsapp`.
+    #[arg(long, env = "PINGLAYER_SANDBOX_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// The simulated Meta app's id (for Embedded Signup code exchange).
+    #[arg(long, env = "PINGLAYER_SANDBOX_APP_ID", default_value = "sandbox-app")]
+    pub app_id: String,
+    /// Signs webhooks; give the platform the same value as `--meta-app-secret`.
+    #[arg(
+        long,
+        env = "PINGLAYER_SANDBOX_APP_SECRET",
+        default_value = "sandbox-app-secret",
+        hide_env_values = true
+    )]
+    pub app_secret: String,
+    /// The seeded number's phone_number_id, WABA id, display number and token.
+    #[arg(long, default_value = "100000000000001")]
+    pub phone_number_id: String,
+    #[arg(long, default_value = "200000000000001")]
+    pub waba_id: String,
+    #[arg(long, default_value = "+1 555-000-0001")]
+    pub display_phone_number: String,
+    #[arg(
+        long,
+        default_value = "sandbox-access-token",
+        hide_default_value = true
+    )]
+    pub access_token: String,
+    /// Extra numbers `N` seeded as phone_number_id +1…+N with the same token and WABA.
+    #[arg(long, default_value_t = 0)]
+    pub extra_numbers: u32,
+    /// Messages per second per number (1–1000).
+    #[arg(long, default_value_t = 80)]
+    pub throughput: u32,
+    /// Milliseconds until `delivered` / `read` are posted.
+    #[arg(long, default_value_t = 50)]
+    pub delivered_after_ms: u64,
+    #[arg(long, default_value_t = 150)]
+    pub read_after_ms: u64,
+    /// Shares (0–1) of messages read, failed (131026), and status events posted twice.
+    #[arg(long, default_value_t = 0.6)]
+    pub read_rate: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_rate: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub duplicate_rate: f64,
+    /// Post each batch of events in reverse order.
+    #[arg(long, default_value_t = false)]
+    pub reorder: bool,
+    /// Most events per webhook POST.
+    #[arg(long, default_value_t = 50)]
+    pub batch_size: usize,
+    /// Milliseconds a new template waits in PENDING; names containing "reject" are rejected.
+    #[arg(long, default_value_t = 200)]
+    pub template_review_ms: u64,
+    /// Turn the pair rate limit (131056) off.
+    #[arg(long, default_value_t = false)]
+    pub no_pair_limit: bool,
+    /// Unique business-initiated recipients per number per 24 h (0: unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub daily_unique_limit: u32,
+    #[arg(long, env = "PINGLAYER_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub whatsapp: WhatsAppArgs,
+    /// The platform's Meta app id (Embedded Signup).
+    #[arg(long, env = "PINGLAYER_META_APP_ID")]
+    pub meta_app_id: Option<String>,
+    /// The platform's Meta app secret: verifies webhook signatures, exchanges signup codes.
+    #[arg(long, env = "PINGLAYER_META_APP_SECRET", hide_env_values = true)]
+    pub meta_app_secret: Option<String>,
+    /// The token Meta echoes in the webhook verification handshake.
+    #[arg(long, env = "PINGLAYER_META_VERIFY_TOKEN", hide_env_values = true)]
+    pub meta_verify_token: Option<String>,
     /// Address to listen on.
     #[arg(long, env = "PINGLAYER_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,

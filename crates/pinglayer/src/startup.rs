@@ -2,14 +2,16 @@
 
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use pinglayer_api::{ApiContext, Environment, Settings, SmtpSettings};
+use pinglayer_api::{ApiContext, EngineLink, Environment, MetaApp, Settings, SmtpSettings};
 use pinglayer_domain::{Clock, SignupPolicy};
+use pinglayer_engine::{Engine, EngineConfig};
 use pinglayer_store::Db;
+use pinglayer_whatsapp::{Client, ClientConfig};
 use std::{future::Future, net::SocketAddr, sync::Arc, sync::OnceLock, time::Duration};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
-    config::{CommonArgs, Env, ServeArgs, SignupPolicyArg},
+    config::{CommonArgs, Env, ServeArgs, SignupPolicyArg, WhatsAppArgs},
     secrets,
 };
 
@@ -34,6 +36,25 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .expect("installing the metrics recorder")
         })
         .clone()
+}
+
+/// The Cloud API client for these settings.
+pub fn whatsapp_client(w: &WhatsAppArgs) -> anyhow::Result<Client> {
+    Ok(Client::new(ClientConfig {
+        base_url: w.graph_base_url.clone(),
+        version: w.graph_api_version.clone(),
+        timeout: Duration::from_secs(w.graph_timeout),
+        ..Default::default()
+    })?)
+}
+
+pub fn engine_config(w: &WhatsAppArgs) -> EngineConfig {
+    EngineConfig {
+        dispatch_batch: w.dispatch_batch,
+        dispatch_concurrency: w.dispatch_concurrency,
+        retry_for: Duration::from_secs(w.retry_for),
+        ..Default::default()
+    }
 }
 
 pub fn settings_from(args: &ServeArgs) -> anyhow::Result<Settings> {
@@ -90,6 +111,11 @@ pub fn settings_from(args: &ServeArgs) -> anyhow::Result<Settings> {
             url,
             from: args.smtp_from.clone(),
         }),
+        meta: MetaApp {
+            app_id: args.meta_app_id.clone(),
+            app_secret: args.meta_app_secret.clone(),
+            verify_token: args.meta_verify_token.clone(),
+        },
     })
 }
 
@@ -98,6 +124,8 @@ pub fn settings_from(args: &ServeArgs) -> anyhow::Result<Settings> {
 pub struct Application {
     listener: TcpListener,
     ctx: ApiContext,
+    engine: Engine,
+    run_workers: bool,
 }
 
 impl Application {
@@ -106,12 +134,43 @@ impl Application {
         settings: Settings,
         bind: SocketAddr,
         clock: Arc<dyn Clock>,
+        whatsapp: Client,
+        engine_config: EngineConfig,
     ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("binding {bind}"))?;
-        let ctx = ApiContext::new(db, settings, clock, Some(metrics_handle()))?;
-        Ok(Self { listener, ctx })
+        let cipher = pinglayer_domain::crypto::Cipher::new(&settings.encryption_key);
+        let engine = Engine::new(
+            db.clone(),
+            clock.clone(),
+            whatsapp.clone(),
+            cipher,
+            engine_config,
+        );
+        let link = EngineLink {
+            whatsapp,
+            wake_dispatch: engine.wake.dispatch.clone(),
+            wake_webhooks: engine.wake.webhooks.clone(),
+        };
+        let ctx = ApiContext::new(db, settings, clock, Some(metrics_handle()), link)?;
+        Ok(Self {
+            listener,
+            ctx,
+            engine,
+            run_workers: true,
+        })
+    }
+
+    /// The engine this application runs (tests drive its steps directly).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Serve without the background workers: tests then step the engine themselves.
+    pub fn without_workers(mut self) -> Self {
+        self.run_workers = false;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -134,11 +193,11 @@ impl Application {
         let stop = move |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let workers = tokio::spawn(pinglayer_engine::run_workers(
-            self.ctx.db.clone(),
-            self.ctx.clock.clone(),
-            stop(rx.clone()),
-        ));
+        let workers = if self.run_workers {
+            tokio::spawn(self.engine.clone().run(stop(rx.clone())))
+        } else {
+            tokio::spawn(async {})
+        };
         let upkeep = self.ctx.clone().start_upkeep(stop(rx.clone())).await?;
         let app = pinglayer_api::router(self.ctx.clone());
         tracing::info!(addr = %self.local_addr(), "serving");

@@ -12,7 +12,7 @@ use pinglayer_whatsapp::{
     types::{
         Content, Cursors, MarkRead, MediaId, OAuthToken, Paged, Paging, PhoneNumberInfo,
         SendMessage, SendResponse, SentContact, SentMessage, Success, TemplateCreate,
-        TemplateCreated, TemplateInfo, Throughput, validate_interactive,
+        TemplateCreated, TemplateInfo, Throughput, placeholders, validate_interactive,
     },
     webhook::{Status, WebhookError},
 };
@@ -90,23 +90,6 @@ fn authorised_number(
         return Err(bad_token());
     }
     Ok(n)
-}
-
-/// `{{1}}`, `{{name}}` placeholders in a text.
-pub fn placeholders(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        let Some(end) = rest[start + 2..].find("}}") else {
-            break;
-        };
-        let name = rest[start + 2..start + 2 + end].trim().to_string();
-        if !out.contains(&name) {
-            out.push(name);
-        }
-        rest = &rest[start + 2 + end + 2..];
-    }
-    out
 }
 
 fn component_text<'a>(components: &'a [Value], kind: &str) -> Option<&'a str> {

@@ -47,6 +47,7 @@ pub struct Scheduled {
 pub struct Queue {
     tx: mpsc::UnboundedSender<Scheduled>,
     counters: Arc<crate::state::Stats>,
+    url: Arc<std::sync::RwLock<Option<String>>>,
 }
 
 impl Queue {
@@ -59,11 +60,15 @@ impl Queue {
     pub fn stats(&self) -> &crate::state::Stats {
         &self.counters
     }
+    /// Where webhooks go from now on.
+    pub fn set_url(&self, url: Option<String>) {
+        *self.url.write().expect("url poisoned") = url;
+    }
 }
 
 pub struct Emitter {
     rx: mpsc::UnboundedReceiver<Scheduled>,
-    url: Option<String>,
+    url: Arc<std::sync::RwLock<Option<String>>>,
     secret: Vec<u8>,
     batch: usize,
     reorder: bool,
@@ -75,6 +80,7 @@ impl Emitter {
     pub fn new(cfg: &SandboxConfig) -> (Self, Queue) {
         let (tx, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(crate::state::Stats::default());
+        let url = Arc::new(std::sync::RwLock::new(cfg.webhook_url.clone()));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .pool_max_idle_per_host(64)
@@ -83,14 +89,14 @@ impl Emitter {
         (
             Self {
                 rx,
-                url: cfg.webhook_url.clone(),
+                url: url.clone(),
                 secret: cfg.app_secret.as_bytes().to_vec(),
                 batch: cfg.batch_size.max(1),
                 reorder: cfg.reorder,
                 http,
                 counters: counters.clone(),
             },
-            Queue { tx, counters },
+            Queue { tx, counters, url },
         )
     }
 
@@ -134,7 +140,9 @@ impl Emitter {
     }
 
     fn post(&self, payload: Payload, events: u64) {
-        let Some(url) = self.url.clone() else { return };
+        let Some(url) = self.url.read().expect("url poisoned").clone() else {
+            return;
+        };
         let body = serde_json::to_vec(&payload).expect("payloads serialise");
         let sig = webhook::sign(&self.secret, &body);
         let http = self.http.clone();

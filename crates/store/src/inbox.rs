@@ -143,6 +143,26 @@ pub async fn touch_conversation_in(
     Ok(())
 }
 
+/// The contact wrote to us at `at`: their last inbound time moves forward.
+pub async fn note_contact_inbound_in(
+    tx: &mut Tx,
+    tenant: TenantId,
+    contact: ContactId,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    on_tx!(tx, c => sqlx::query(
+        "update contacts set last_inbound_at = $3, updated_at = $3
+         where tenant_id = $1 and id = $2 and (last_inbound_at is null or last_inbound_at < $3)",
+    )
+    .bind(tenant)
+    .bind(contact)
+    .bind(at)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
 impl Db {
     pub async fn contact(&self, tenant: TenantId, id: ContactId) -> Result<Contact> {
         on_db!(self, p => sqlx::query_as(

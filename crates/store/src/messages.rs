@@ -106,8 +106,8 @@ pub struct StatusUpdate {
 pub struct Applied {
     /// Messages whose state moved, with the state they reached.
     pub moved: Vec<(TenantId, MessageId, MessageStatus)>,
-    /// Statuses that named no message we know (yet).
-    pub unknown: usize,
+    /// Positions (in the input) of statuses that named no message we know (yet).
+    pub unknown: Vec<usize>,
 }
 
 pub struct NewInbound<'a> {
@@ -449,13 +449,13 @@ impl Db {
         // one message), and every status for the history.
         let mut best: HashMap<(TenantId, MessageId), &StatusUpdate> = HashMap::new();
         let mut events = Vec::with_capacity(updates.len());
-        for u in updates {
+        for (i, u) in updates.iter().enumerate() {
             let key = match &u.target {
                 MessageRef::Ours(t, m) => Some((*t, *m)),
                 MessageRef::Wamid(w) => by_wamid.get(w).copied(),
             };
             let Some(key) = key.filter(|(t, _)| *t == u.tenant_id) else {
-                applied.unknown += 1;
+                applied.unknown.push(i);
                 continue;
             };
             events.push((

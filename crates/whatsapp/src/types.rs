@@ -268,6 +268,23 @@ pub struct Row {
     pub description: Option<String>,
 }
 
+/// `{{1}}`, `{{name}}` placeholders in a template text, in order of first appearance.
+pub fn placeholders(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let Some(end) = rest[start + 2..].find("}}") else {
+            break;
+        };
+        let name = rest[start + 2..start + 2 + end].trim().to_string();
+        if !out.contains(&name) {
+            out.push(name);
+        }
+        rest = &rest[start + 2 + end + 2..];
+    }
+    out
+}
+
 /// Checks Meta's documented limits on an interactive message (reference §2.4).
 pub fn validate_interactive(i: &Interactive) -> Result<(), String> {
     if i.body.text.is_empty() || i.body.text.chars().count() > 1024 {

@@ -3,9 +3,14 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod conversations;
 pub mod health;
+pub mod messages;
+pub mod numbers;
+pub mod templates;
 pub mod users;
 pub mod views;
+pub mod webhooks;
 
 use axum::{Router, http::Method};
 use utoipa::OpenApi;
@@ -21,6 +26,10 @@ fn api() -> OpenApiRouter<ApiContext> {
         .merge(users::routes())
         .merge(api_keys::routes())
         .merge(admin::routes())
+        .merge(numbers::routes())
+        .merge(templates::routes())
+        .merge(messages::routes())
+        .merge(conversations::routes())
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.
@@ -33,6 +42,7 @@ pub fn router(ctx: ApiContext) -> Router {
     let (api, spec) = api().split_for_parts();
     let app = api
         .merge(health::routes())
+        .merge(webhooks::routes())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|method: Method| async move {
             ApiError::MethodNotAllowed(format!("{method} is not allowed on this route."))

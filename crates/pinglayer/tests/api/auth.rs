@@ -1,11 +1,10 @@
 use chrono::Duration;
-use pinglayer_api::Settings;
 use pinglayer_domain::SignupPolicy;
 use serde_json::json;
 
 use crate::{
     both,
-    helpers::{PASSWORD, TestApp},
+    helpers::{PASSWORD, TestApp, TestOptions},
 };
 
 async fn register_creates_tenant_owner_and_tokens(app: TestApp) {
@@ -389,7 +388,8 @@ async fn approval_policy_holds_new_tenants(app: TestApp) {
     assert_eq!(r.body["status"], "active");
     assert_eq!(app.get("/api/v1/users", &owner.token).await.status, 200);
 }
-both!(approval_policy_holds_new_tenants, |s: &mut Settings| s
+both!(approval_policy_holds_new_tenants, |o: &mut TestOptions| o
+    .settings
     .signup_policy =
     SignupPolicy::Approval);
 
@@ -404,6 +404,7 @@ async fn closed_policy_refuses_sign_up(app: TestApp) {
     assert_eq!(r.status, 403);
     assert_eq!(r.code(), "signup_closed");
 }
-both!(closed_policy_refuses_sign_up, |s: &mut Settings| s
+both!(closed_policy_refuses_sign_up, |o: &mut TestOptions| o
+    .settings
     .signup_policy =
     SignupPolicy::Closed);

@@ -1,7 +1,9 @@
-use pinglayer_api::Settings;
 use serde_json::json;
 
-use crate::{both, helpers::TestApp};
+use crate::{
+    both,
+    helpers::{TestApp, TestOptions},
+};
 
 async fn health_ready_metrics_and_docs(app: TestApp) {
     let h = app.raw(app.client.get(app.url("/health"))).await;
@@ -155,7 +157,8 @@ async fn cors_follows_the_operator(app: TestApp) {
         .await;
     assert!(!other.headers.contains_key("access-control-allow-origin"));
 }
-both!(cors_follows_the_operator, |s: &mut Settings| s
+both!(cors_follows_the_operator, |o: &mut TestOptions| o
+    .settings
     .cors_origins =
     vec!["https://app.shop.test".into()]);
 
@@ -179,7 +182,7 @@ async fn rate_limit_per_credential(app: TestApp) {
         );
     }
 }
-both!(rate_limit_per_credential, |s: &mut Settings| {
-    s.rate_limit_per_second = 1;
-    s.rate_limit_burst = 3;
+both!(rate_limit_per_credential, |o: &mut TestOptions| {
+    o.settings.rate_limit_per_second = 1;
+    o.settings.rate_limit_burst = 3;
 });

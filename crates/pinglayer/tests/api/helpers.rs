@@ -3,8 +3,12 @@
 //! when `TEST_DATABASE_URL` is set, dropped afterwards), and gives typed helpers to call it.
 
 use pinglayer::startup::Application;
-use pinglayer_api::{ApiContext, Settings};
+use pinglayer_api::{ApiContext, MetaApp, Settings};
 use pinglayer_domain::{Clock, ManualClock, SystemClock};
+use pinglayer_engine::{Engine, EngineConfig};
+use pinglayer_sandbox::{Sandbox, SandboxConfig, SandboxState};
+use pinglayer_whatsapp::{Client, ClientConfig};
+use std::time::Duration;
 
 use pinglayer_store::Db;
 use reqwest::{Method, header::HeaderMap};
@@ -23,7 +27,7 @@ pub enum Backend {
 #[macro_export]
 macro_rules! both {
     ($case:ident) => {
-        both!($case, |_s: &mut pinglayer_api::Settings| {});
+        both!($case, |_o: &mut $crate::helpers::TestOptions| {});
     };
     ($case:ident, $cfg:expr) => {
         mod $case {
@@ -53,6 +57,11 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: Db,
     pub ctx: ApiContext,
+    pub engine: Engine,
+    pub sandbox: Arc<SandboxState>,
+    /// The sandbox's base URL.
+    pub graph: String,
+    _sandbox_stop: tokio::sync::oneshot::Sender<()>,
     pub clock: ManualClock,
     pub data_dir: TempDir,
     pub db_url: String,
@@ -85,8 +94,18 @@ pub struct Registered {
 }
 
 pub const PASSWORD: &str = "correct horse battery";
+/// The Meta app secret shared by the platform and the sandbox in tests.
+pub const APP_SECRET: &str = "test-app-secret";
 
-pub async fn spawn(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<TestApp> {
+/// How a test wants its application: settings, the sandbox behind it, and whether the engine
+/// runs by itself or is stepped by the test.
+pub struct TestOptions {
+    pub settings: Settings,
+    pub sandbox: SandboxConfig,
+    pub auto_engine: bool,
+}
+
+pub async fn spawn(backend: Backend, configure: impl FnOnce(&mut TestOptions)) -> Option<TestApp> {
     // Logs are noise in tests unless asked for: `TEST_LOG=debug cargo test …`.
     if let Ok(filter) = std::env::var("TEST_LOG") {
         pinglayer::telemetry::init(&filter, false);
@@ -123,19 +142,64 @@ pub async fn spawn(backend: Backend, configure: impl FnOnce(&mut Settings)) -> O
     db.migrate().await.expect("migrating");
 
     let mut settings = Settings::for_tests(data_dir.path().to_path_buf());
-    configure(&mut settings);
+    settings.meta = MetaApp {
+        app_id: Some("sandbox-app".into()),
+        app_secret: Some(APP_SECRET.into()),
+        verify_token: Some("platform-verify-token".into()),
+    };
+    let mut opts = TestOptions {
+        settings,
+        sandbox: SandboxConfig {
+            app_secret: APP_SECRET.into(),
+            sent_after: Duration::from_millis(1),
+            delivered_after: Duration::from_millis(15),
+            read_after: Duration::from_millis(30),
+            read_rate: 1.0,
+            template_review: Duration::from_millis(30),
+            ..SandboxConfig::default()
+        },
+        auto_engine: true,
+    };
+    configure(&mut opts);
+    let sandbox = Sandbox::build(opts.sandbox, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("sandbox");
+    let graph = format!("http://{}", sandbox.local_addr());
+    let sandbox_state = sandbox.state();
+    let (sb_tx, sb_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(sandbox.run_until(async {
+        let _ = sb_rx.await;
+    }));
+    let client = Client::new(ClientConfig {
+        base_url: graph.clone(),
+        ..Default::default()
+    })
+    .expect("client");
+    let engine_config = EngineConfig {
+        poll: Duration::from_millis(20),
+        ..Default::default()
+    };
     // Business time comes from a clock the test moves (expiry of codes, keys, tokens).
     let clock = ManualClock::new(SystemClock.now());
-    let app = Application::build(
+    let mut app = Application::build(
         db.clone(),
-        settings,
+        opts.settings,
         "127.0.0.1:0".parse().unwrap(),
         Arc::new(clock.clone()),
+        client,
+        engine_config,
     )
     .await
     .expect("building the app");
+    if !opts.auto_engine {
+        app = app.without_workers();
+    }
     let addr = app.local_addr();
+    sandbox_state
+        .queue
+        .set_url(Some(format!("http://{addr}/webhooks/whatsapp")));
     let ctx = app.context().clone();
+    let engine = app.engine().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         app.run_until(async {
@@ -149,6 +213,10 @@ pub async fn spawn(backend: Backend, configure: impl FnOnce(&mut Settings)) -> O
         client: reqwest::Client::new(),
         db,
         ctx,
+        engine,
+        sandbox: sandbox_state,
+        graph,
+        _sandbox_stop: sb_tx,
         clock,
         data_dir,
         db_url: url,
@@ -169,11 +237,18 @@ impl TestApp {
     pub async fn twin(&self) -> Twin {
         let db = Db::connect(&self.db_url, 3).await.expect("connecting twin");
         let settings = Settings::for_tests(self.data_dir.path().to_path_buf());
+        let client = Client::new(ClientConfig {
+            base_url: self.graph.clone(),
+            ..Default::default()
+        })
+        .expect("client");
         let app = Application::build(
             db,
             settings,
             "127.0.0.1:0".parse().unwrap(),
             Arc::new(self.clock.clone()),
+            client,
+            EngineConfig::default(),
         )
         .await
         .expect("building twin");
