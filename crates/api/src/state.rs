@@ -45,8 +45,11 @@ pub struct Inner {
     pub wake_dispatch: Arc<tokio::sync::Notify>,
     pub wake_webhooks: Arc<tokio::sync::Notify>,
     /// Decrypted per-number app secrets by phone_number_id, for webhook signatures.
-    pub number_secrets: Mutex<HashMap<String, (Option<Vec<u8>>, std::time::Instant)>>,
+    pub number_secrets: Mutex<HashMap<String, CachedSecret>>,
 }
+
+/// A number's own app secret (or none), and when it was read.
+pub type CachedSecret = (Option<Vec<u8>>, std::time::Instant);
 
 /// What the API shares with the engine running beside it.
 #[derive(Clone)]

@@ -58,10 +58,15 @@ pub fn backoff(attempts: i32, meta_after: Option<Duration>) -> Duration {
 
 impl Engine {
     async fn sender(&self, tenant: TenantId, number: NumberId) -> anyhow::Result<Sender> {
-        if let Some(s) = self.pacing.0.lock().expect("pacing poisoned").get(&number) {
-            if s.loaded.elapsed() < SENDER_TTL {
-                return Ok(s.clone());
-            }
+        if let Some(s) = self
+            .pacing
+            .0
+            .lock()
+            .expect("pacing poisoned")
+            .get(&number)
+            .filter(|s| s.loaded.elapsed() < SENDER_TTL)
+        {
+            return Ok(s.clone());
         }
         let n = self.db.number(tenant, number).await?;
         let token = self

@@ -13,6 +13,7 @@ use pinglayer_store::{
     inbox,
     messages::{self, MessageRef, NewInbound, StatusUpdate},
     numbers::Number,
+    templates::TemplateReview,
     webhook_events::WebhookEvent,
 };
 use pinglayer_whatsapp::webhook::{Contact, InboundMessage, Payload};
@@ -153,11 +154,13 @@ impl Engine {
                         self.db
                             .set_template_status(
                                 &tenants,
-                                &t.message_template_id,
-                                &t.message_template_name,
-                                &t.message_template_language,
-                                &t.event,
-                                t.reason.as_deref().filter(|r| *r != "NONE"),
+                                &TemplateReview {
+                                    meta_id: &t.message_template_id,
+                                    name: &t.message_template_name,
+                                    language: &t.message_template_language,
+                                    status: &t.event,
+                                    reason: t.reason.as_deref().filter(|r| *r != "NONE"),
+                                },
                                 now,
                             )
                             .await?;

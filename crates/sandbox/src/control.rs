@@ -144,7 +144,7 @@ pub async fn inbound(State(sb): State<Arc<Sandbox>>, Json(i): Json<Inbound>) -> 
                 wa_id: Some(from),
                 user_id: None,
             },
-            message: m,
+            message: Box::new(m),
         },
     );
     Json(json!({"wamid": wamid})).into_response()

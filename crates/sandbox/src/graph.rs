@@ -189,10 +189,8 @@ pub async fn messages(
     let msg: SendMessage = match serde_json::from_slice(&body) {
         Ok(m) => m,
         Err(e) => {
-            if let Ok(read) = serde_json::from_slice::<MarkRead>(&body) {
-                if read.status == "read" {
-                    return Json(Success { success: true }).into_response();
-                }
+            if serde_json::from_slice::<MarkRead>(&body).is_ok_and(|r| r.status == "read") {
+                return Json(Success { success: true }).into_response();
             }
             sb.stats().rejected.fetch_add(1, Ordering::Relaxed);
             return graph_error(400, 100, "Invalid parameter", &e.to_string());

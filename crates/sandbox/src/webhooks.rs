@@ -30,7 +30,7 @@ pub enum Outgoing {
         pnid: String,
         display: String,
         contact: Contact,
-        message: InboundMessage,
+        message: Box<InboundMessage>,
     },
     Template {
         waba: String,
@@ -199,7 +199,7 @@ pub fn build_payload(events: &[Outgoing]) -> Payload {
             } => {
                 let v = value_for(&mut values, waba, pnid, display);
                 v.contacts.push(contact.clone());
-                v.messages.push(message.clone());
+                v.messages.push((**message).clone());
             }
             Outgoing::Template { waba, value } => {
                 entries.entry(waba.clone()).or_default().push(Change {

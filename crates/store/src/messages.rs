@@ -178,17 +178,17 @@ pub async fn insert_inbound_in(
     Ok(inserted)
 }
 
-async fn add_events(
-    tx: &mut Tx,
-    events: &[(
-        TenantId,
-        MessageId,
-        MessageStatus,
-        DateTime<Utc>,
-        Option<i64>,
-        Option<String>,
-    )],
-) -> Result<()> {
+/// One line of a message's history: whose, which state, when, with what error.
+type EventRow = (
+    TenantId,
+    MessageId,
+    MessageStatus,
+    DateTime<Utc>,
+    Option<i64>,
+    Option<String>,
+);
+
+async fn add_events(tx: &mut Tx, events: &[EventRow]) -> Result<()> {
     for chunk in events.chunks(500) {
         on_tx!(tx, c => {
             let mut qb = sqlx::QueryBuilder::new(
@@ -323,7 +323,7 @@ impl Db {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         let moved = on_tx!(&mut tx, c => sqlx::query(
-            "update messages set wamid = coalesce(wamid, $3), lease_until = null, updated_at = $4,
+            "update messages set wamid = $3, lease_until = null, updated_at = $4,
                 status = case when status_rank < 2 then 'sent' else status end,
                 sent_at = coalesce(sent_at, $4),
                 status_rank = case when status_rank < 2 then 2 else status_rank end

@@ -30,6 +30,24 @@ pub struct TemplateLanguage {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What identifies a template and how it is defined, apart from its language versions.
+pub struct TemplateHead<'a> {
+    pub tenant: TenantId,
+    pub waba_id: &'a str,
+    pub name: &'a str,
+    pub category: &'a str,
+    pub parameter_format: &'a str,
+}
+
+/// A review outcome from Meta (`message_template_status_update`).
+pub struct TemplateReview<'a> {
+    pub meta_id: &'a str,
+    pub name: &'a str,
+    pub language: &'a str,
+    pub status: &'a str,
+    pub reason: Option<&'a str>,
+}
+
 pub struct LanguageVersion {
     pub language: String,
     pub status: String,
@@ -83,14 +101,17 @@ impl Db {
     /// `Conflict("template_name")`.
     pub async fn create_template(
         &self,
-        tenant: TenantId,
-        waba_id: &str,
-        name: &str,
-        category: &str,
-        parameter_format: &str,
+        head: &TemplateHead<'_>,
         versions: &[LanguageVersion],
         now: DateTime<Utc>,
     ) -> Result<TemplateId> {
+        let TemplateHead {
+            tenant,
+            waba_id,
+            name,
+            category,
+            parameter_format,
+        } = *head;
         let mut tx = self.begin().await?;
         let id = TemplateId::new();
         on_tx!(&mut tx, c => sqlx::query(
@@ -118,14 +139,17 @@ impl Db {
     /// Brings a template (found by WABA and name, created if new) in line with what Meta says.
     pub async fn sync_template(
         &self,
-        tenant: TenantId,
-        waba_id: &str,
-        name: &str,
-        category: &str,
-        parameter_format: &str,
+        head: &TemplateHead<'_>,
         versions: &[LanguageVersion],
         now: DateTime<Utc>,
     ) -> Result<TemplateId> {
+        let TemplateHead {
+            tenant,
+            waba_id,
+            name,
+            category,
+            parameter_format,
+        } = *head;
         let mut tx = self.begin().await?;
         let id: TemplateId = on_tx!(&mut tx, c => sqlx::query_scalar(
             "insert into templates (tenant_id, id, waba_id, name, category, parameter_format, created_at, updated_at)
@@ -283,13 +307,16 @@ impl Db {
     pub async fn set_template_status(
         &self,
         tenants: &[TenantId],
-        meta_id: &str,
-        name: &str,
-        language: &str,
-        status: &str,
-        reason: Option<&str>,
+        review: &TemplateReview<'_>,
         now: DateTime<Utc>,
     ) -> Result<u64> {
+        let TemplateReview {
+            meta_id,
+            name,
+            language,
+            status,
+            reason,
+        } = *review;
         let mut moved = 0;
         for tenant in tenants {
             moved += on_db!(self, p => sqlx::query(

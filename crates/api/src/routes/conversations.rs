@@ -253,17 +253,17 @@ async fn mark_read(
 ) -> ApiResult<axum::Json<ConversationView>> {
     let t = p.tenant.id;
     let conv = ctx.db.conversation(t, id).await?;
-    if let Some(wamid) = &conv.conversation.last_inbound_wamid {
-        if let Ok(number) = ctx.db.number(t, conv.conversation.number_id).await {
-            let token = ctx.token_of(&number)?;
-            ctx.whatsapp
-                .mark_read(&number.phone_number_id, &token, wamid)
-                .await
-                .map_err(|e| ApiError::BadGateway {
-                    code: "whatsapp_unavailable",
-                    message: format!("Meta did not take the read receipt: {e}"),
-                })?;
-        }
+    if let Some(wamid) = &conv.conversation.last_inbound_wamid
+        && let Ok(number) = ctx.db.number(t, conv.conversation.number_id).await
+    {
+        let token = ctx.token_of(&number)?;
+        ctx.whatsapp
+            .mark_read(&number.phone_number_id, &token, wamid)
+            .await
+            .map_err(|e| ApiError::BadGateway {
+                code: "whatsapp_unavailable",
+                message: format!("Meta did not take the read receipt: {e}"),
+            })?;
     }
     ctx.db.clear_unread(t, id).await?;
     let row = ctx.db.conversation(t, id).await?;

@@ -405,10 +405,10 @@ pub(crate) async fn queue(
     reply_to: Option<String>,
     idempotency: Option<(&str, &str)>,
 ) -> ApiResult<(Message, bool)> {
-    if let Some((key, hash)) = idempotency {
-        if let Some(existing) = ctx.db.message_by_idempotency_key(tenant, key).await? {
-            return replay(existing, hash);
-        }
+    if let Some((key, hash)) = idempotency
+        && let Some(existing) = ctx.db.message_by_idempotency_key(tenant, key).await?
+    {
+        return replay(existing, hash);
     }
     let now = ctx.clock.now();
     let mut tx = ctx.db.begin().await?;
@@ -430,9 +430,9 @@ pub(crate) async fn queue(
     };
     let conv = inbox::ensure_conversation_in(&mut tx, tenant, contact, number.id, now).await?;
     if content.is_free_form()
-        && !conv
+        && conv
             .last_inbound_at
-            .is_some_and(|at| now - at < Duration::hours(24))
+            .is_none_or(|at| now - at >= Duration::hours(24))
     {
         return Err(ApiError::unprocessable(
             "outside_service_window",

@@ -8,7 +8,7 @@ use pinglayer_domain::{FieldError, NumberId, TemplateId, TenantId, page::finish_
 use pinglayer_store::{
     StoreError,
     numbers::Number,
-    templates::{LanguageVersion, Template, TemplateLanguage},
+    templates::{LanguageVersion, Template, TemplateHead, TemplateLanguage},
 };
 use pinglayer_whatsapp::types::{TemplateCreate, placeholders};
 use serde::{Deserialize, Serialize};
@@ -364,11 +364,13 @@ async fn create_template(
     let id = match ctx
         .db
         .create_template(
-            p.tenant.id,
-            &n.waba_id,
-            &name,
-            &cat,
-            &format,
+            &TemplateHead {
+                tenant: p.tenant.id,
+                waba_id: &n.waba_id,
+                name: &name,
+                category: &cat,
+                parameter_format: &format,
+            },
             &versions,
             now,
         )
@@ -563,11 +565,13 @@ async fn sync_templates(
             result.languages += stored.len();
             ctx.db
                 .sync_template(
-                    p.tenant.id,
-                    &n.waba_id,
-                    &name,
-                    &first.category,
-                    first.parameter_format.as_deref().unwrap_or("POSITIONAL"),
+                    &TemplateHead {
+                        tenant: p.tenant.id,
+                        waba_id: &n.waba_id,
+                        name: &name,
+                        category: &first.category,
+                        parameter_format: first.parameter_format.as_deref().unwrap_or("POSITIONAL"),
+                    },
                     &stored,
                     now,
                 )

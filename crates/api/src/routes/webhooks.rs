@@ -98,10 +98,9 @@ impl ApiContext {
             .lock()
             .expect("secrets poisoned")
             .get(pnid)
+            && at.elapsed() < SECRET_TTL
         {
-            if at.elapsed() < SECRET_TTL {
-                return Ok(s.clone());
-            }
+            return Ok(s.clone());
         }
         let numbers = self
             .db
@@ -124,10 +123,10 @@ impl ApiContext {
 
     /// Which secret signed `body`: `Some("platform")`, `Some(phone_number_id)`, or `None`.
     async fn signature_scope(&self, body: &[u8], signature: &str) -> ApiResult<Option<String>> {
-        if let Some(secret) = self.settings.meta.app_secret.as_deref() {
-            if webhook::verify(secret.as_bytes(), body, signature) {
-                return Ok(Some("platform".into()));
-            }
+        if let Some(secret) = self.settings.meta.app_secret.as_deref()
+            && webhook::verify(secret.as_bytes(), body, signature)
+        {
+            return Ok(Some("platform".into()));
         }
         let Ok(peek) = serde_json::from_slice::<Peek>(body) else {
             return Ok(None);
@@ -143,10 +142,10 @@ impl ApiContext {
             if tried.insert(pnid.clone(), ()).is_some() {
                 continue;
             }
-            if let Some(secret) = self.number_secret(pnid).await? {
-                if webhook::verify(&secret, body, signature) {
-                    return Ok(Some(pnid.clone()));
-                }
+            if let Some(secret) = self.number_secret(pnid).await?
+                && webhook::verify(&secret, body, signature)
+            {
+                return Ok(Some(pnid.clone()));
             }
         }
         Ok(None)

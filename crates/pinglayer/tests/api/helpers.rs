@@ -103,6 +103,8 @@ pub struct TestOptions {
     pub settings: Settings,
     pub sandbox: SandboxConfig,
     pub auto_engine: bool,
+    /// Whether the sandbox posts its webhooks to the app.
+    pub sandbox_webhooks: bool,
 }
 
 pub async fn spawn(backend: Backend, configure: impl FnOnce(&mut TestOptions)) -> Option<TestApp> {
@@ -159,6 +161,7 @@ pub async fn spawn(backend: Backend, configure: impl FnOnce(&mut TestOptions)) -
             ..SandboxConfig::default()
         },
         auto_engine: true,
+        sandbox_webhooks: true,
     };
     configure(&mut opts);
     let sandbox = Sandbox::build(opts.sandbox, "127.0.0.1:0".parse().unwrap())
@@ -195,9 +198,11 @@ pub async fn spawn(backend: Backend, configure: impl FnOnce(&mut TestOptions)) -
         app = app.without_workers();
     }
     let addr = app.local_addr();
-    sandbox_state
-        .queue
-        .set_url(Some(format!("http://{addr}/webhooks/whatsapp")));
+    if opts.sandbox_webhooks {
+        sandbox_state
+            .queue
+            .set_url(Some(format!("http://{addr}/webhooks/whatsapp")));
+    }
     let ctx = app.context().clone();
     let engine = app.engine().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

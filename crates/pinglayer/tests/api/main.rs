@@ -8,3 +8,4 @@ mod api_keys;
 mod auth;
 mod conventions;
 mod users;
+mod whatsapp;
