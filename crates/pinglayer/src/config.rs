@@ -29,6 +29,35 @@ pub enum Command {
     Admin(AdminCommand),
     /// Serve a local simulator of the WhatsApp Cloud API (for tests, demos and benchmarks).
     Sandbox(SandboxArgs),
+    /// Load benchmarks (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Webhook ingestion: signed status POSTs into a running app, then applied by the engine.
+    Webhooks {
+        /// The database to use (a bench tenant is created in it).
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        /// Statuses per POST (Meta batches; 1 = unbatched).
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// The sandbox's send rate.
+    Sandbox {
+        #[arg(long, default_value_t = 32)]
+        numbers: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
 }
 
 /// Talking to Meta (or the sandbox), and the background engine.

@@ -2,6 +2,7 @@
 //! start the very same application the binary does.
 
 pub mod admin;
+pub mod bench;
 pub mod config;
 pub mod secrets;
 pub mod startup;

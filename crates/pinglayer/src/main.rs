@@ -1,7 +1,7 @@
 use clap::Parser;
 use pinglayer::{
     admin,
-    config::{AdminCommand, Cli, Command, CommonArgs, Env},
+    config::{AdminCommand, BenchCommand, Cli, Command, CommonArgs, Env},
     startup::{self, Application},
     telemetry,
 };
@@ -58,6 +58,22 @@ async fn main() -> anyhow::Result<()> {
             engine.run(startup::shutdown_signal()).await;
             db.close().await;
             Ok(())
+        }
+        Command::Bench(b) => {
+            telemetry::init("warn", false);
+            match b {
+                BenchCommand::Webhooks {
+                    database_url,
+                    events,
+                    batch,
+                    concurrency,
+                } => pinglayer::bench::webhooks(&database_url, events, batch, concurrency).await,
+                BenchCommand::Sandbox {
+                    numbers,
+                    seconds,
+                    concurrency,
+                } => pinglayer::bench::sandbox(numbers, seconds, concurrency).await,
+            }
         }
         Command::Sandbox(args) => {
             telemetry::init(&args.log, false);

@@ -189,17 +189,43 @@ type EventRow = (
 );
 
 async fn add_events(tx: &mut Tx, events: &[EventRow]) -> Result<()> {
-    for chunk in events.chunks(500) {
-        on_tx!(tx, c => {
-            let mut qb = sqlx::QueryBuilder::new(
-                "insert into message_events (tenant_id, message_id, status, at, error_code, error_title) ",
-            );
-            qb.push_values(chunk, |mut b, (t, m, s, at, code, title)| {
-                b.push_bind(*t).push_bind(*m).push_bind(s.as_str()).push_bind(*at).push_bind(*code).push_bind(title.clone());
-            });
-            qb.push(" on conflict do nothing");
-            qb.build().execute(c).await.map(|r| r.rows_affected())
-        })?;
+    if events.is_empty() {
+        return Ok(());
+    }
+    match tx {
+        // One statement for the whole batch, as arrays (see `apply_statuses`).
+        Tx::Postgres(t) => {
+            sqlx::query(
+                "insert into message_events (tenant_id, message_id, status, at, error_code, error_title)
+                 select * from unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::int8[], $6::text[])
+                 on conflict do nothing",
+            )
+            .bind(events.iter().map(|e| e.0.0).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.1.0).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.2.as_str()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.3).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.4).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.5.clone()).collect::<Vec<_>>())
+            .execute(&mut **t)
+            .await?;
+        }
+        Tx::Sqlite(t) => {
+            for chunk in events.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "insert into message_events (tenant_id, message_id, status, at, error_code, error_title) ",
+                );
+                qb.push_values(chunk, |mut b, (t, m, s, at, code, title)| {
+                    b.push_bind(*t)
+                        .push_bind(*m)
+                        .push_bind(s.as_str())
+                        .push_bind(*at)
+                        .push_bind(*code)
+                        .push_bind(title.clone());
+                });
+                qb.push(" on conflict do nothing");
+                qb.build().execute(&mut **t).await?;
+            }
+        }
     }
     Ok(())
 }
@@ -472,44 +498,92 @@ impl Db {
             }
         }
         let rows: Vec<_> = best.into_iter().collect();
-        for chunk in rows.chunks(400) {
-            let moved: Vec<(TenantId, MessageId, String)> = on_tx!(&mut tx, c => {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "with v (tid, mid, st, rk, at, wamid, ecode, etitle, edetail) as (",
+        // The same forward-only UPDATE on both backends; PostgreSQL gets the batch as arrays
+        // (one statement, planned once, for any batch size), SQLite as a VALUES list.
+        const SET: &str = "set status = v.st, status_rank = v.rk, updated_at = v.at,
+                wamid = coalesce(messages.wamid, v.wamid),
+                sent_at = case when v.st = 'sent' then coalesce(messages.sent_at, v.at) else messages.sent_at end,
+                delivered_at = case when v.st = 'delivered' then coalesce(messages.delivered_at, v.at) else messages.delivered_at end,
+                read_at = case when v.st = 'read' then coalesce(messages.read_at, v.at) else messages.read_at end,
+                failed_at = case when v.st = 'failed' then coalesce(messages.failed_at, v.at) else messages.failed_at end,
+                error_code = case when v.st = 'failed' then v.ecode else messages.error_code end,
+                error_title = case when v.st = 'failed' then v.etitle else messages.error_title end,
+                error_detail = case when v.st = 'failed' then v.edetail else messages.error_detail end,
+                lease_until = null";
+        const WHERE: &str = " where messages.tenant_id = v.tid and messages.id = v.mid
+                and messages.direction = 'outbound' and messages.status_rank < v.rk
+              returning messages.tenant_id, messages.id, messages.status";
+        let mut moved: Vec<(TenantId, MessageId, String)> = Vec::new();
+        match &mut tx {
+            Tx::Postgres(t) => {
+                let sql = format!(
+                    "update messages {SET} from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::timestamptz[],
+                        $6::text[], $7::int8[], $8::text[], $9::text[]) as v (tid, mid, st, rk, at, wamid, ecode, etitle, edetail) {WHERE}"
                 );
-                qb.push_values(chunk, |mut b, ((t, m), u)| {
-                    b.push_bind(*t)
-                        .push_bind(*m)
-                        .push_bind(u.status.as_str())
-                        .push_bind(u.status.rank())
-                        .push_bind(u.at)
-                        .push_bind(u.wamid.as_str())
-                        .push_bind(u.error_code)
-                        .push_bind(u.error_title.clone())
-                        .push_bind(u.error_detail.clone());
-                });
-                qb.push(
-                    ") update messages set status = v.st, status_rank = v.rk, updated_at = v.at,
-                        wamid = coalesce(messages.wamid, v.wamid),
-                        sent_at = case when v.st = 'sent' then coalesce(messages.sent_at, v.at) else messages.sent_at end,
-                        delivered_at = case when v.st = 'delivered' then coalesce(messages.delivered_at, v.at) else messages.delivered_at end,
-                        read_at = case when v.st = 'read' then coalesce(messages.read_at, v.at) else messages.read_at end,
-                        failed_at = case when v.st = 'failed' then coalesce(messages.failed_at, v.at) else messages.failed_at end,
-                        error_code = case when v.st = 'failed' then v.ecode else messages.error_code end,
-                        error_title = case when v.st = 'failed' then v.etitle else messages.error_title end,
-                        error_detail = case when v.st = 'failed' then v.edetail else messages.error_detail end,
-                        lease_until = null
-                     from v
-                     where messages.tenant_id = v.tid and messages.id = v.mid
-                       and messages.direction = 'outbound' and messages.status_rank < v.rk
-                     returning messages.tenant_id, messages.id, messages.status",
-                );
-                qb.build_query_as().fetch_all(c).await
-            })?;
-            for (t, m, s) in moved {
-                if let Ok(s) = s.parse() {
-                    applied.moved.push((t, m, s));
+                moved = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(rows.iter().map(|((t, _), _)| t.0).collect::<Vec<_>>())
+                    .bind(rows.iter().map(|((_, m), _)| m.0).collect::<Vec<_>>())
+                    .bind(
+                        rows.iter()
+                            .map(|(_, u)| u.status.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(
+                        rows.iter()
+                            .map(|(_, u)| u.status.rank())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(rows.iter().map(|(_, u)| u.at).collect::<Vec<_>>())
+                    .bind(
+                        rows.iter()
+                            .map(|(_, u)| u.wamid.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(rows.iter().map(|(_, u)| u.error_code).collect::<Vec<_>>())
+                    .bind(
+                        rows.iter()
+                            .map(|(_, u)| u.error_title.clone())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(
+                        rows.iter()
+                            .map(|(_, u)| u.error_detail.clone())
+                            .collect::<Vec<_>>(),
+                    )
+                    .fetch_all(&mut **t)
+                    .await?;
+            }
+            Tx::Sqlite(t) => {
+                for chunk in rows.chunks(400) {
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "with v (tid, mid, st, rk, at, wamid, ecode, etitle, edetail) as (",
+                    );
+                    qb.push_values(chunk, |mut b, ((t, m), u)| {
+                        b.push_bind(*t)
+                            .push_bind(*m)
+                            .push_bind(u.status.as_str())
+                            .push_bind(u.status.rank())
+                            .push_bind(u.at)
+                            .push_bind(u.wamid.as_str())
+                            .push_bind(u.error_code)
+                            .push_bind(u.error_title.clone())
+                            .push_bind(u.error_detail.clone());
+                    });
+                    qb.push(") update messages ")
+                        .push(SET)
+                        .push(" from v")
+                        .push(WHERE);
+                    moved.extend(
+                        qb.build_query_as::<(TenantId, MessageId, String)>()
+                            .fetch_all(&mut **t)
+                            .await?,
+                    );
                 }
+            }
+        }
+        for (t, m, s) in moved {
+            if let Ok(s) = s.parse() {
+                applied.moved.push((t, m, s));
             }
         }
         add_events(&mut tx, &events).await?;

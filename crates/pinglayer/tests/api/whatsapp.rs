@@ -841,3 +841,48 @@ both!(
         o.sandbox.numbers[0].throughput_per_second = 1;
     }
 );
+
+/// The sandbox posts every status twice and each batch backwards (`read` before `delivered`
+/// before `sent`): the message still ends `read`, with each state once in its history.
+async fn duplicated_and_reordered_webhooks_change_nothing_twice(app: TestApp) {
+    let owner = app.register("Shop", "o@shop.test").await;
+    connect(&app, &owner).await;
+    approved_template(&app, &owner, "order_update").await;
+    let r = app
+        .post("/api/v1/messages", Some(&owner.token), json!({"to": CUSTOMER, "template": {"name": "order_update", "language": "en", "parameters": ["A", "B"]}}))
+        .await;
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let m = wait_status(&app, &owner.token, &id, "read").await;
+    let history: Vec<_> = m.body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        history.iter().filter(|h| *h == "read").count(),
+        1,
+        "{history:?}"
+    );
+    assert_eq!(
+        history.iter().filter(|h| *h == "delivered").count(),
+        1,
+        "{history:?}"
+    );
+    let posted = app
+        .sandbox
+        .stats()
+        .webhook_events
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(posted >= 6, "every status was posted twice ({posted})");
+}
+both!(
+    duplicated_and_reordered_webhooks_change_nothing_twice,
+    |o: &mut TestOptions| {
+        o.sandbox.duplicate_rate = 1.0;
+        o.sandbox.reorder = true;
+        o.sandbox.sent_after = Duration::from_millis(40);
+        o.sandbox.delivered_after = Duration::from_millis(40);
+        o.sandbox.read_after = Duration::from_millis(40);
+    }
+);
