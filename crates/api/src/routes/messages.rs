@@ -166,7 +166,9 @@ impl MessageView {
             delivered_at: m.delivered_at,
             read_at: m.read_at,
             failed_at: m.failed_at,
-            history: history.map(|h| {
+            // In the order of the states (webhook times have whole seconds; ours have more).
+            history: history.map(|mut h| {
+                h.sort_by_key(|e| e.status.rank());
                 h.into_iter()
                     .map(|e| HistoryEntry {
                         status: e.status,

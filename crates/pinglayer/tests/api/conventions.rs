@@ -37,6 +37,18 @@ async fn health_ready_metrics_and_docs(app: TestApp) {
         "/api/v1/admin/tenants/{id}/approve",
         "/api/v1/admin/tenants/{id}/suspend",
         "/api/v1/admin/tenants/{id}/reactivate",
+        "/api/v1/whatsapp/numbers",
+        "/api/v1/whatsapp/numbers/{id}",
+        "/api/v1/whatsapp/embedded-signup",
+        "/api/v1/templates",
+        "/api/v1/templates/{id}",
+        "/api/v1/templates/sync",
+        "/api/v1/messages",
+        "/api/v1/messages/{id}",
+        "/api/v1/conversations",
+        "/api/v1/conversations/{id}",
+        "/api/v1/conversations/{id}/messages",
+        "/api/v1/conversations/{id}/read",
     ] {
         assert!(
             spec.body["paths"].get(path).is_some(),
