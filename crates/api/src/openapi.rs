@@ -23,6 +23,7 @@ use utoipa::{
         (name = "templates", description = "Message templates and their review"),
         (name = "messages", description = "Single messages and their states"),
         (name = "inbox", description = "Conversations with customers"),
+        (name = "contacts", description = "Customers, tags and consent"),
     )
 )]
 pub struct ApiDoc;

@@ -62,4 +62,5 @@ typed_id!(
     ConversationId,
     MessageId,
     WebhookEventId,
+    ConsentEventId,
 );

@@ -5,6 +5,7 @@
 //! policy, a [`Role`] grants exactly the permissions in [`role::MATRIX`].
 
 pub mod clock;
+pub mod contact;
 pub mod crypto;
 pub mod email;
 pub mod ids;

@@ -8,15 +8,21 @@
 //! (the send call has not returned) is tried again shortly, for up to ten minutes.
 
 use chrono::{DateTime, Utc};
-use pinglayer_domain::{MessageId, MessageStatus, PhoneE164, TenantId};
+use pinglayer_domain::{
+    MessageId, MessageStatus, PhoneE164, TenantId,
+    contact::{Consent, keyword},
+};
 use pinglayer_store::{
-    inbox,
-    messages::{self, MessageRef, NewInbound, StatusUpdate},
+    contacts, inbox,
+    messages::{self, MessageRef, NewInbound, NewOutbound, StatusUpdate},
     numbers::Number,
     templates::TemplateReview,
     webhook_events::WebhookEvent,
 };
-use pinglayer_whatsapp::webhook::{Contact, InboundMessage, Payload};
+use pinglayer_whatsapp::{
+    types::{Content, Text},
+    webhook::{Contact, InboundMessage, Payload},
+};
 use std::collections::{HashMap, HashSet};
 
 use crate::Engine;
@@ -265,7 +271,69 @@ impl Engine {
         )
         .await?;
         inbox::note_contact_inbound_in(&mut tx, num.tenant_id, contact, sent_at).await?;
+        // STOP / START (and their translations) change marketing consent, and are confirmed.
+        let mut confirmed = false;
+        if let Some(want) = m.keyword_text().and_then(keyword) {
+            let note = format!("keyword in {}", m.id);
+            if contacts::set_consent_in(
+                &mut tx,
+                num.tenant_id,
+                contact,
+                want,
+                "inbound_keyword",
+                Some(&note),
+                now,
+            )
+            .await?
+            {
+                let body = match want {
+                    Consent::OptedOut => {
+                        "You will no longer receive promotional messages from us. Reply START to subscribe again."
+                    }
+                    Consent::OptedIn => {
+                        "You are subscribed to our updates again. Reply STOP to unsubscribe."
+                    }
+                };
+                let content = Content::Text {
+                    text: Text {
+                        body: body.into(),
+                        preview_url: None,
+                    },
+                };
+                let reply = messages::enqueue_in(
+                    &mut tx,
+                    NewOutbound {
+                        tenant_id: num.tenant_id,
+                        number_id: num.id,
+                        contact_id: contact,
+                        conversation_id: conv.id,
+                        kind: content.kind(),
+                        content: serde_json::to_string(&content)?,
+                        preview: body.into(),
+                        to_phone: phone.as_str(),
+                        idempotency_key: None,
+                        request_hash: None,
+                    },
+                    now,
+                )
+                .await?;
+                inbox::touch_conversation_in(
+                    &mut tx,
+                    num.tenant_id,
+                    conv.id,
+                    reply.id,
+                    body,
+                    now,
+                    None,
+                )
+                .await?;
+                confirmed = true;
+            }
+        }
         tx.commit().await?;
+        if confirmed {
+            self.wake.dispatch.notify_one();
+        }
         Ok(true)
     }
 

@@ -8,18 +8,6 @@ use pinglayer_domain::{
 use crate::{Db, Result, StoreError, Tx, on_db, on_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Contact {
-    pub tenant_id: TenantId,
-    pub id: ContactId,
-    pub phone: String,
-    pub wa_id: Option<String>,
-    pub name: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub last_inbound_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Conversation {
     pub tenant_id: TenantId,
     pub id: ConversationId,
@@ -143,6 +131,20 @@ pub async fn touch_conversation_in(
     Ok(())
 }
 
+/// A contact's marketing consent (`opted_in`, `opted_out` or none), read inside `tx`.
+pub async fn consent_in(
+    tx: &mut Tx,
+    tenant: TenantId,
+    contact: ContactId,
+) -> Result<Option<String>> {
+    let c: Option<Option<String>> = on_tx!(tx, c => sqlx::query_scalar("select consent from contacts where tenant_id = $1 and id = $2")
+        .bind(tenant)
+        .bind(contact)
+        .fetch_optional(c)
+        .await)?;
+    Ok(c.flatten())
+}
+
 /// The contact wrote to us at `at`: their last inbound time moves forward.
 pub async fn note_contact_inbound_in(
     tx: &mut Tx,
@@ -164,18 +166,6 @@ pub async fn note_contact_inbound_in(
 }
 
 impl Db {
-    pub async fn contact(&self, tenant: TenantId, id: ContactId) -> Result<Contact> {
-        on_db!(self, p => sqlx::query_as(
-            "select tenant_id, id, phone, wa_id, name, created_at, updated_at, last_inbound_at
-             from contacts where tenant_id = $1 and id = $2",
-        )
-        .bind(tenant)
-        .bind(id)
-        .fetch_one(p)
-        .await)
-        .map_err(Into::into)
-    }
-
     /// The inbox: newest activity first.
     pub async fn list_conversations(
         &self,

@@ -254,6 +254,21 @@ impl Db {
         .map_err(Into::into)
     }
 
+    /// Every message to and from a contact, newest first (for exports).
+    pub async fn contact_messages(
+        &self,
+        tenant: TenantId,
+        contact: ContactId,
+    ) -> Result<Vec<Message>> {
+        on_db!(self, p => sqlx::query_as(concat!("select ", mcols!(),
+            " from messages where tenant_id = $1 and contact_id = $2 order by id desc"))
+            .bind(tenant)
+            .bind(contact)
+            .fetch_all(p)
+            .await)
+        .map_err(Into::into)
+    }
+
     pub async fn message_events(
         &self,
         tenant: TenantId,

@@ -267,11 +267,32 @@ fn template_components(req: &TemplateRequest) -> ApiResult<Vec<ComponentParamete
     Ok(out)
 }
 
+/// Content checked against what the tenant has, and whether it is marketing (which opted-out
+/// contacts never receive).
+pub(crate) struct Checked {
+    pub content: Content,
+    pub marketing: bool,
+}
+
 /// Parses and checks the content of a send against what the tenant has.
 pub(crate) async fn build_content(
     ctx: &ApiContext,
     tenant: TenantId,
     req: &ContentRequest,
+) -> ApiResult<Checked> {
+    let marketing = std::sync::atomic::AtomicBool::new(false);
+    let content = check_content(ctx, tenant, req, &marketing).await?;
+    Ok(Checked {
+        content,
+        marketing: marketing.into_inner(),
+    })
+}
+
+async fn check_content(
+    ctx: &ApiContext,
+    tenant: TenantId,
+    req: &ContentRequest,
+    marketing: &std::sync::atomic::AtomicBool,
 ) -> ApiResult<Content> {
     let given = [
         req.template.is_some(),
@@ -356,6 +377,10 @@ pub(crate) async fn build_content(
             ),
         ));
     }
+    marketing.store(
+        tpl.category.eq_ignore_ascii_case("MARKETING"),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let components = template_components(t)?;
     let defs: Value = serde_json::from_str(&version.components).unwrap_or(Value::Null);
     let vars = super::templates::variables(&defs);
@@ -403,7 +428,7 @@ pub(crate) async fn queue(
     tenant: TenantId,
     number: &Number,
     to: Recipient,
-    content: Content,
+    checked: Checked,
     reply_to: Option<String>,
     idempotency: Option<(&str, &str)>,
 ) -> ApiResult<(Message, bool)> {
@@ -413,6 +438,7 @@ pub(crate) async fn queue(
         return replay(existing, hash);
     }
     let now = ctx.clock.now();
+    let Checked { content, marketing } = checked;
     let mut tx = ctx.db.begin().await?;
     let (contact, phone) = match to {
         Recipient::Phone(p) => (
@@ -430,6 +456,17 @@ pub(crate) async fn queue(
             Err(e) => return Err(e.into()),
         },
     };
+    if marketing
+        && inbox::consent_in(&mut tx, tenant, contact)
+            .await?
+            .as_deref()
+            == Some("opted_out")
+    {
+        return Err(ApiError::unprocessable(
+            "contact_opted_out",
+            "This contact opted out of marketing messages.",
+        ));
+    }
     let conv = inbox::ensure_conversation_in(&mut tx, tenant, contact, number.id, now).await?;
     if content.is_free_form()
         && conv

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod contacts;
 pub mod conversations;
 pub mod health;
 pub mod messages;
@@ -30,6 +31,7 @@ fn api() -> OpenApiRouter<ApiContext> {
         .merge(templates::routes())
         .merge(messages::routes())
         .merge(conversations::routes())
+        .merge(contacts::routes())
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

@@ -219,7 +219,14 @@ async fn cli_creates_a_superadmin() {
 fn production_requires_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinglayer"))
-        .args(["serve", "--env", "production", "--bind", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--env",
+            "production",
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env_remove("PINGLAYER_JWT_SECRET")
         .env_remove("PINGLAYER_ENCRYPTION_KEY")
@@ -228,6 +235,9 @@ fn production_requires_secrets() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--jwt-secret is required in production"), "{err}");
+    assert!(
+        err.contains("--jwt-secret is required in production"),
+        "{err}"
+    );
     assert!(!dir.path().join("secrets").exists(), "nothing generated");
 }

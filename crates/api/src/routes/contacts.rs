@@ -1,0 +1,545 @@
+//! Contacts: the tenant's customers — profile, attributes, tags, consent — with soft deletion,
+//! erasure on request, and a full export of what is held about one person.
+
+use axum::{extract::State, http::StatusCode};
+use chrono::{DateTime, Utc};
+use pinglayer_domain::{
+    ContactId, Email, FieldError, PhoneE164,
+    contact::{Birthday, Consent, Language, tag},
+    page::finish_page,
+};
+use pinglayer_store::{
+    StoreError,
+    contacts::{Contact, ContactFields, ContactFilter},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    auth::Checks,
+    messages::MessageView,
+    views::{ErrorBody, Page},
+};
+use crate::{
+    ApiContext, ApiError, ApiResult,
+    auth::{Auth, perm},
+    extract::{Json, PathId, Query},
+};
+
+pub fn routes() -> OpenApiRouter<ApiContext> {
+    OpenApiRouter::new()
+        .routes(routes!(list_contacts, create_contact))
+        .routes(routes!(contact_stats))
+        .routes(routes!(get_contact, update_contact, delete_contact))
+        .routes(routes!(export_contact))
+        .routes(routes!(add_tags))
+        .routes(routes!(remove_tag))
+        .routes(routes!(list_tags))
+        .routes(routes!(opt_out))
+        .routes(routes!(opt_in))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateContact {
+    /// Any common notation; without `+`, `default_country` says whose number it is.
+    pub phone: String,
+    /// ISO 3166 alpha-2 (`IN`, `NG`…), for numbers given without a country code.
+    pub default_country: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// BCP-47: `en`, `hi`, `ta`…
+    pub language: Option<String>,
+    /// `1990-05-15`, or `--05-15` when the year is unknown.
+    pub birthday: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<Value>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Marketing consent, if known (recorded with source `api`).
+    pub consent: Option<Consent>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateContact {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub language: Option<String>,
+    pub birthday: Option<String>,
+    /// Replaces the attributes.
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<Value>,
+    /// Replaces the tags.
+    pub tags: Option<Vec<String>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConsentView {
+    pub status: Consent,
+    pub at: Option<DateTime<Utc>>,
+    /// How: `api`, `inbound_keyword`, `import`…
+    pub source: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ContactView {
+    pub id: String,
+    pub phone: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub language: Option<String>,
+    pub birthday: Option<String>,
+    #[schema(value_type = Object)]
+    pub attributes: Value,
+    pub tags: Vec<String>,
+    /// `null` until the contact opts in or out.
+    pub consent: Option<ConsentView>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The customer's last message: the 24-hour service window runs from here.
+    pub last_inbound_at: Option<DateTime<Utc>>,
+}
+
+fn view(c: &Contact, tags: Vec<String>) -> ContactView {
+    ContactView {
+        id: c.id.to_string(),
+        phone: c.phone.clone(),
+        name: c.name.clone(),
+        email: c.email.clone(),
+        language: c.language.clone(),
+        birthday: c.birthday.clone(),
+        attributes: c.attributes.0.clone(),
+        tags,
+        consent: c
+            .consent
+            .as_deref()
+            .and_then(|s| s.parse().ok())
+            .map(|status| ConsentView {
+                status,
+                at: c.consent_at,
+                source: c.consent_source.clone(),
+            }),
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+        last_inbound_at: c.last_inbound_at,
+    }
+}
+
+async fn views(
+    ctx: &ApiContext,
+    tenant: pinglayer_domain::TenantId,
+    rows: &[Contact],
+) -> ApiResult<Vec<ContactView>> {
+    let ids: Vec<ContactId> = rows.iter().map(|c| c.id).collect();
+    let mut tags: BTreeMap<ContactId, Vec<String>> = BTreeMap::new();
+    for (id, t) in ctx.db.contact_tags(tenant, &ids).await? {
+        tags.entry(id).or_default().push(t);
+    }
+    Ok(rows
+        .iter()
+        .map(|c| view(c, tags.remove(&c.id).unwrap_or_default()))
+        .collect())
+}
+
+async fn one(
+    ctx: &ApiContext,
+    tenant: pinglayer_domain::TenantId,
+    c: &Contact,
+) -> ApiResult<ContactView> {
+    Ok(views(ctx, tenant, std::slice::from_ref(c)).await?.remove(0))
+}
+
+fn fields(
+    c: &mut Checks,
+    name: Option<&str>,
+    email: Option<&str>,
+    language: Option<&str>,
+    birthday: Option<&str>,
+    attributes: Option<&Value>,
+) -> ContactFields {
+    let name = name.and_then(|n| c.take(super::auth::required_text("name", n, 200)));
+    let email = email
+        .and_then(|e| c.take(Email::parse(e)))
+        .map(|e| e.as_str().to_string());
+    let language = language
+        .and_then(|l| c.take(Language::parse(l)))
+        .map(|l| l.as_str().to_string());
+    let birthday = birthday
+        .and_then(|b| c.take(Birthday::parse(b)))
+        .map(|b| b.as_str().to_string());
+    let attributes = match attributes {
+        None => None,
+        Some(v @ Value::Object(_)) => Some(v.clone()),
+        Some(_) => c.take::<Value>(Err(FieldError::new("attributes", "must be a JSON object"))),
+    };
+    ContactFields {
+        name,
+        email,
+        language,
+        birthday,
+        attributes,
+    }
+}
+
+fn tags(c: &mut Checks, raw: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = raw.iter().filter_map(|t| c.take(tag(t))).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ContactQuery {
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+    /// Text search on name, phone and e-mail.
+    pub q: Option<String>,
+    pub tag: Option<String>,
+    pub language: Option<String>,
+    /// `opted_in`, `opted_out` or `unknown`.
+    pub consent: Option<String>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+}
+
+/// Contacts, newest first, filtered.
+#[utoipa::path(get, path = "/api/v1/contacts", tag = "contacts", params(ContactQuery), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Page<ContactView>), (status = 422, body = ErrorBody)))]
+async fn list_contacts(
+    State(ctx): State<ApiContext>,
+    Auth(p, ..): Auth<perm::ContactsRead>,
+    Query(q): Query<ContactQuery>,
+) -> ApiResult<axum::Json<Page<ContactView>>> {
+    let page = pinglayer_domain::PageRequest::parse(q.limit, q.cursor.as_deref())?;
+    if q.consent
+        .as_deref()
+        .is_some_and(|c| !["opted_in", "opted_out", "unknown"].contains(&c))
+    {
+        return Err(ApiError::field(
+            "consent",
+            "must be opted_in, opted_out or unknown",
+        ));
+    }
+    let filter = ContactFilter {
+        q: q.q
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().to_string()),
+        tag: q.tag.map(|t| t.trim().to_lowercase()),
+        language: q
+            .language
+            .map(|l| Language::parse(&l))
+            .transpose()?
+            .map(|l| l.as_str().to_string()),
+        consent: q.consent,
+        created_from: q.created_from,
+        created_to: q.created_to,
+    };
+    let rows = ctx.db.list_contacts(p.tenant.id, &filter, &page).await?;
+    let (rows, next_cursor) = finish_page(rows, &page, |c| c.id.0);
+    Ok(axum::Json(Page {
+        data: views(&ctx, p.tenant.id, &rows).await?,
+        next_cursor,
+    }))
+}
+
+/// Add a contact. The phone is stored in E.164; one contact per phone.
+#[utoipa::path(post, path = "/api/v1/contacts", tag = "contacts", request_body = CreateContact, security(("bearer" = []), ("api_key" = [])),
+    responses((status = 201, body = ContactView), (status = 409, description = "`contact_exists`", body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_contact(
+    State(ctx): State<ApiContext>,
+    Auth(p, ..): Auth<perm::ContactsWrite>,
+    Json(req): Json<CreateContact>,
+) -> ApiResult<(StatusCode, axum::Json<ContactView>)> {
+    let mut c = Checks::new();
+    let phone = c.take(PhoneE164::parse(&req.phone, req.default_country.as_deref()));
+    let f = fields(
+        &mut c,
+        req.name.as_deref(),
+        req.email.as_deref(),
+        req.language.as_deref(),
+        req.birthday.as_deref(),
+        req.attributes.as_ref(),
+    );
+    let t = tags(&mut c, &req.tags);
+    c.finish()?;
+    let phone = phone.expect("checked");
+    let contact = match ctx
+        .db
+        .create_contact(
+            p.tenant.id,
+            &phone,
+            &f,
+            &t,
+            req.consent.map(|c| (c, "api")),
+            ctx.clock.now(),
+        )
+        .await
+    {
+        Err(StoreError::Conflict(_)) => {
+            return Err(ApiError::conflict(
+                "contact_exists",
+                format!("A contact with {phone} exists already."),
+            ));
+        }
+        other => other?,
+    };
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(one(&ctx, p.tenant.id, &contact).await?),
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ContactStatsView {
+    pub total: i64,
+    pub by_consent: BTreeMap<String, i64>,
+    pub by_language: BTreeMap<String, i64>,
+    pub by_tag: BTreeMap<String, i64>,
+}
+
+/// Counts by consent, language and tag.
+#[utoipa::path(get, path = "/api/v1/contacts/stats", tag = "contacts", security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = ContactStatsView)))]
+async fn contact_stats(
+    State(ctx): State<ApiContext>,
+    Auth(p, ..): Auth<perm::ContactsRead>,
+) -> ApiResult<axum::Json<ContactStatsView>> {
+    let s = ctx.db.contact_stats(p.tenant.id).await?;
+    Ok(axum::Json(ContactStatsView {
+        total: s.total,
+        by_consent: s.by_consent.into_iter().collect(),
+        by_language: s.by_language.into_iter().collect(),
+        by_tag: s.by_tag.into_iter().collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/contacts/{id}", tag = "contacts", params(("id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = ContactView), (status = 404, body = ErrorBody)))]
+async fn get_contact(
+    State(ctx): State<ApiContext>,
+    Auth(p, ..): Auth<perm::ContactsRead>,
+    PathId(id): PathId<ContactId>,
+) -> ApiResult<axum::Json<ContactView>> {
+    let c = ctx.db.contact(p.tenant.id, id).await?;
+    Ok(axum::Json(one(&ctx, p.tenant.id, &c).await?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/contacts/{id}", tag = "contacts", params(("id" = String, Path)), request_body = UpdateContact, security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = ContactView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_contact(
+    State(ctx): State<ApiContext>,
+    Auth(p, ..): Auth<perm::ContactsWrite>,
+    PathId(id): PathId<ContactId>,
+    Json(req): Json<UpdateContact>,
+) -> ApiResult<axum::Json<ContactView>> {
+    let mut c = Checks::new();
+    let f = fields(
+        &mut c,
+        req.name.as_deref(),
+        req.email.as_deref(),
+        req.language.as_deref(),
+        req.birthday.as_deref(),
+        req.attributes.as_ref(),
+    );
+    let t = req.tags.as_deref().map(|t| tags(&mut c, t));
+    c.finish()?;
+    let contact = ctx
+        .db
+        .update_contact(p.tenant.id, id, &f, t.as_deref(), ctx.clock.now())
+        .await?;
+    Ok(axum::Json(one(&ctx, p.tenant.id, &contact).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct DeleteQuery {
+    /// Erase the person for good (data-protection request) instead of hiding them.
+    #[serde(default)]
+    pub erase: bool,
+}
+
+/// Hide a contact (restorable by creating or importing the phone again), or erase it.
+#[utoipa::path(delete, path = "/api/v1/contacts/{id}", tag = "contacts", params(("id" = String, Path), DeleteQuery), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_contact(
+    State(ctx): State<ApiContext>,
+    Auth(p, ..): Auth<perm::ContactsWrite>,
+    PathId(id): PathId<ContactId>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<StatusCode> {
+    let now = ctx.clock.now();
+    if q.erase {
+        // A hidden (soft-deleted) contact can still be erased.
+        ctx.db.erase_contact(p.tenant.id, id, now).await?;
+    } else {
+        ctx.db.soft_delete_contact(p.tenant.id, id, now).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConsentEventView {
+    pub consent: String,
+    pub source: String,
+    pub note: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ContactExport {
+    pub contact: ContactView,
+    pub consent_history: Vec<ConsentEventView>,
+    /// Every message to and from the person, newest first.
+    pub messages: Vec<MessageView>,
+}
+
+/// Everything held about one person (a data-protection access request).
+#[utoipa::path(get, path = "/api/v1/contacts/{id}/export", tag = "contacts", params(("id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = ContactExport), (status = 404, body = ErrorBody)))]
+async fn export_contact(
+    State(ctx): State<ApiContext>,
+    Auth(p, ..): Auth<perm::ContactsRead>,
+    PathId(id): PathId<ContactId>,
+) -> ApiResult<axum::Json<ContactExport>> {
+    let t = p.tenant.id;
+    let c = ctx.db.contact(t, id).await?;
+    let history = ctx.db.consent_history(t, id).await?;
+    let messages = ctx.db.contact_messages(t, id).await?;
+    Ok(axum::Json(ContactExport {
+        contact: one(&ctx, t, &c).await?,
+        consent_history: history
+            .into_iter()
+            .map(|e| ConsentEventView {
+                consent: e.consent,
+                source: e.source,
+                note: e.note,
+                at: e.at,
+            })
+            .collect(),
+        messages: messages.iter().map(|m| MessageView::new(m, None)).collect(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct TagsRequest {
+    pub tags: Vec<String>,
+}
+
+/// Add tags to a contact.
+#[utoipa::path(post, path = "/api/v1/contacts/{id}/tags", tag = "contacts", params(("id" = String, Path)), request_body = TagsRequest, security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = ContactView), (status = 404, body = ErrorBody)))]
+async fn add_tags(
+    State(ctx): State<ApiContext>,
+    Auth(p, ..): Auth<perm::ContactsWrite>,
+    PathId(id): PathId<ContactId>,
+    Json(req): Json<TagsRequest>,
+) -> ApiResult<axum::Json<ContactView>> {
+    let mut c = Checks::new();
+    let t = tags(&mut c, &req.tags);
+    c.finish()?;
+    ctx.db
+        .add_tags(p.tenant.id, id, &t, ctx.clock.now())
+        .await?;
+    let contact = ctx.db.contact(p.tenant.id, id).await?;
+    Ok(axum::Json(one(&ctx, p.tenant.id, &contact).await?))
+}
+
+/// Remove a tag from a contact.
+#[utoipa::path(delete, path = "/api/v1/contacts/{id}/tags/{tag}", tag = "contacts", params(("id" = String, Path), ("tag" = String, Path)), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn remove_tag(
+    State(ctx): State<ApiContext>,
+    Auth(p, ..): Auth<perm::ContactsWrite>,
+    axum::extract::Path((id, t)): axum::extract::Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let id: ContactId = id.parse().map_err(|_| ApiError::NotFound)?;
+    ctx.db
+        .remove_tag(p.tenant.id, id, &t.trim().to_lowercase())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TagCount {
+    pub tag: String,
+    pub count: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TagList {
+    pub data: Vec<TagCount>,
+}
+
+/// Every tag in use, with how many contacts carry it.
+#[utoipa::path(get, path = "/api/v1/tags", tag = "contacts", security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = TagList)))]
+async fn list_tags(
+    State(ctx): State<ApiContext>,
+    Auth(p, ..): Auth<perm::ContactsRead>,
+) -> ApiResult<axum::Json<TagList>> {
+    let rows = ctx.db.tag_counts(p.tenant.id).await?;
+    Ok(axum::Json(TagList {
+        data: rows
+            .into_iter()
+            .map(|(tag, count)| TagCount { tag, count })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct ConsentRequest {
+    /// Why (kept in the consent history).
+    pub note: Option<String>,
+}
+
+async fn consent(
+    ctx: &ApiContext,
+    p: &crate::auth::Principal,
+    id: ContactId,
+    to: Consent,
+    body: &[u8],
+) -> ApiResult<axum::Json<ContactView>> {
+    let req: ConsentRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ConsentRequest::default()
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?
+    };
+    ctx.db
+        .set_consent(
+            p.tenant.id,
+            id,
+            to,
+            "api",
+            req.note.as_deref(),
+            ctx.clock.now(),
+        )
+        .await?;
+    let c = ctx.db.contact(p.tenant.id, id).await?;
+    Ok(axum::Json(one(ctx, p.tenant.id, &c).await?))
+}
+
+/// Record that the contact no longer wants marketing messages.
+#[utoipa::path(post, path = "/api/v1/contacts/{id}/opt-out", tag = "contacts", params(("id" = String, Path)), request_body = ConsentRequest, security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = ContactView), (status = 404, body = ErrorBody)))]
+async fn opt_out(
+    State(ctx): State<ApiContext>,
+    Auth(p, ..): Auth<perm::ContactsWrite>,
+    PathId(id): PathId<ContactId>,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<ContactView>> {
+    consent(&ctx, &p, id, Consent::OptedOut, &body).await
+}
+
+/// Record that the contact agreed to marketing messages.
+#[utoipa::path(post, path = "/api/v1/contacts/{id}/opt-in", tag = "contacts", params(("id" = String, Path)), request_body = ConsentRequest, security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = ContactView), (status = 404, body = ErrorBody)))]
+async fn opt_in(
+    State(ctx): State<ApiContext>,
+    Auth(p, ..): Auth<perm::ContactsWrite>,
+    PathId(id): PathId<ContactId>,
+    body: axum::body::Bytes,
+) -> ApiResult<axum::Json<ContactView>> {
+    consent(&ctx, &p, id, Consent::OptedIn, &body).await
+}

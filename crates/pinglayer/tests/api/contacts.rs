@@ -1,0 +1,385 @@
+//! Contacts: lifecycle, filters, tags, consent (manual and by keyword), erasure, export.
+
+use serde_json::json;
+use std::time::Duration;
+
+use crate::{
+    both,
+    helpers::{Registered, TestApp},
+};
+
+async fn add(app: &TestApp, owner: &Registered, body: serde_json::Value) -> serde_json::Value {
+    let r = app.post("/api/v1/contacts", Some(&owner.token), body).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body
+}
+
+async fn contacts_are_parsed_stored_and_found(app: TestApp) {
+    let owner = app.register("Shop", "o@shop.test").await;
+    let asha = add(&app, &owner, json!({"phone": "098123 45678", "default_country": "IN", "name": "Asha Rao", "email": "Asha@Example.com",
+        "language": "hi", "birthday": "--05-15", "attributes": {"city": "Pune", "spend": 1200}, "tags": ["VIP", "gold"], "consent": "opted_in"})).await;
+    assert_eq!(asha["phone"], "+919812345678");
+    assert_eq!(asha["email"], "asha@example.com");
+    assert_eq!(asha["tags"], json!(["gold", "vip"]));
+    assert_eq!(asha["consent"]["status"], "opted_in");
+    assert_eq!(asha["consent"]["source"], "api");
+    assert_eq!(asha["attributes"]["city"], "Pune");
+    let ravi = add(
+        &app,
+        &owner,
+        json!({"phone": "+2348031234567", "name": "Ravi", "language": "en", "tags": ["gold"]}),
+    )
+    .await;
+    assert!(ravi["consent"].is_null());
+
+    // One phone per tenant, however it is written; another tenant may hold it too.
+    let r = app
+        .post(
+            "/api/v1/contacts",
+            Some(&owner.token),
+            json!({"phone": "+91 98123-45678"}),
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.code(), "contact_exists");
+    let other = app.register("Other", "x@other.test").await;
+    add(&app, &other, json!({"phone": "+919812345678"})).await;
+    let r = app.post("/api/v1/contacts", Some(&owner.token), json!({"phone": "12345", "default_country": "US", "birthday": "1990-02-30", "language": "english"})).await;
+    assert_eq!(r.status, 422);
+    let fields: Vec<_> = r.body["error"]["details"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(fields, vec!["phone", "language", "birthday"]);
+
+    let get = |q: &'static str| {
+        let path = format!("/api/v1/contacts?{q}");
+        let app = &app;
+        let token = owner.token.clone();
+        async move { app.get(&path, &token).await }
+    };
+    assert_eq!(
+        get("q=asha").await.body["data"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(get("q=234803").await.body["data"][0]["name"], "Ravi");
+    assert_eq!(
+        get("tag=gold").await.body["data"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(
+        get("tag=vip").await.body["data"].as_array().unwrap().len(),
+        1
+    );
+    assert_eq!(get("language=hi").await.body["data"][0]["name"], "Asha Rao");
+    assert_eq!(get("consent=unknown").await.body["data"][0]["name"], "Ravi");
+    assert_eq!(
+        get("consent=opted_in").await.body["data"][0]["name"],
+        "Asha Rao"
+    );
+    let p1 = get("limit=1").await;
+    assert_eq!(p1.body["data"][0]["name"], "Ravi", "newest first");
+    let c = p1.body["next_cursor"].as_str().unwrap().to_string();
+    let p2 = app
+        .get(
+            &format!("/api/v1/contacts?limit=1&cursor={c}"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(p2.body["data"][0]["name"], "Asha Rao");
+
+    let stats = app.get("/api/v1/contacts/stats", &owner.token).await;
+    assert_eq!(stats.body["total"], 2);
+    assert_eq!(stats.body["by_tag"]["gold"], 2);
+    assert_eq!(stats.body["by_consent"]["opted_in"], 1);
+    assert_eq!(stats.body["by_language"]["hi"], 1);
+    let tags = app.get("/api/v1/tags", &owner.token).await;
+    assert_eq!(tags.body["data"][0], json!({"tag": "gold", "count": 2}));
+
+    let id = asha["id"].as_str().unwrap();
+    let r = app
+        .patch(
+            &format!("/api/v1/contacts/{id}"),
+            &owner.token,
+            json!({"name": "Asha R.", "tags": ["new"]}),
+        )
+        .await;
+    assert_eq!(r.body["name"], "Asha R.");
+    assert_eq!(r.body["tags"], json!(["new"]));
+    assert_eq!(r.body["email"], "asha@example.com", "untouched");
+    let r = app
+        .post(
+            &format!("/api/v1/contacts/{id}/tags"),
+            Some(&owner.token),
+            json!({"tags": ["Diwali", "new"]}),
+        )
+        .await;
+    assert_eq!(r.body["tags"], json!(["diwali", "new"]));
+    assert_eq!(
+        app.delete(&format!("/api/v1/contacts/{id}/tags/diwali"), &owner.token)
+            .await
+            .status,
+        204
+    );
+
+    // Tenant isolation on every route with an id.
+    for path in [
+        format!("/api/v1/contacts/{id}"),
+        format!("/api/v1/contacts/{id}/export"),
+    ] {
+        assert_eq!(app.get(&path, &other.token).await.status, 404, "{path}");
+    }
+    assert_eq!(
+        app.patch(
+            &format!("/api/v1/contacts/{id}"),
+            &other.token,
+            json!({"name": "x"})
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        app.delete(&format!("/api/v1/contacts/{id}"), &other.token)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/contacts/{id}/opt-out"),
+            Some(&other.token),
+            json!({})
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/contacts/{id}/tags"),
+            Some(&other.token),
+            json!({"tags": ["x"]})
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        app.get("/api/v1/contacts?q=asha", &other.token).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        app.get("/api/v1/tags", &other.token).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    // Viewers read, do not write.
+    let (viewer, _) = app.member(&owner, "v@shop.test", "viewer").await;
+    assert_eq!(app.get("/api/v1/contacts", &viewer).await.status, 200);
+    assert_eq!(
+        app.post(
+            "/api/v1/contacts",
+            Some(&viewer),
+            json!({"phone": "+919800000001"})
+        )
+        .await
+        .status,
+        403
+    );
+}
+both!(contacts_are_parsed_stored_and_found);
+
+async fn deletion_restoration_erasure_and_export(app: TestApp) {
+    let owner = app.register("Shop", "o@shop.test").await;
+    let c = add(
+        &app,
+        &owner,
+        json!({"phone": "+919812345678", "name": "Asha", "consent": "opted_in"}),
+    )
+    .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/contacts/{id}/opt-out"),
+            Some(&owner.token),
+            json!({"note": "asked by phone"})
+        )
+        .await
+        .body["consent"]["status"],
+        "opted_out"
+    );
+    let export = app
+        .get(&format!("/api/v1/contacts/{id}/export"), &owner.token)
+        .await;
+    assert_eq!(export.status, 200);
+    let history: Vec<_> = export.body["consent_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["consent"].as_str().unwrap().to_string(),
+                e["note"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            ("opted_in".to_string(), json!(null)),
+            ("opted_out".to_string(), json!("asked by phone"))
+        ]
+    );
+
+    assert_eq!(
+        app.delete(&format!("/api/v1/contacts/{id}"), &owner.token)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/contacts/{id}"), &owner.token)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        app.get("/api/v1/contacts", &owner.token).await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    // Creating the phone again restores the contact (same id).
+    let back = add(
+        &app,
+        &owner,
+        json!({"phone": "+919812345678", "name": "Asha again"}),
+    )
+    .await;
+    assert_eq!(back["id"], id.as_str());
+    assert_eq!(back["name"], "Asha again");
+
+    assert_eq!(
+        app.delete(&format!("/api/v1/contacts/{id}?erase=true"), &owner.token)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/contacts/{id}"), &owner.token)
+            .await
+            .status,
+        404
+    );
+    let left: Vec<(String, Option<String>)> = match &app.db {
+        pinglayer_store::Db::Postgres(p) => sqlx::query_as("select phone, name from contacts")
+            .fetch_all(p)
+            .await
+            .unwrap(),
+        pinglayer_store::Db::Sqlite(p) => sqlx::query_as("select phone, name from contacts")
+            .fetch_all(p)
+            .await
+            .unwrap(),
+    };
+    assert_eq!(
+        left,
+        vec![(format!("erased:{id}"), None)],
+        "nothing personal remains"
+    );
+    // The phone is free again.
+    add(&app, &owner, json!({"phone": "+919812345678"})).await;
+}
+both!(deletion_restoration_erasure_and_export);
+
+async fn stop_and_start_keywords_change_consent(app: TestApp) {
+    let owner = app.register("Shop", "o@shop.test").await;
+    let r = app
+        .post("/api/v1/whatsapp/numbers", Some(&owner.token), json!({"waba_id": "200000000000001", "phone_number_id": "100000000000001", "display_phone_number": "+1 555-000-0001", "access_token": "sandbox-access-token"}))
+        .await;
+    assert_eq!(r.status, 201);
+    let t = app
+        .post("/api/v1/templates", Some(&owner.token), json!({"name": "sale", "category": "MARKETING", "languages": [{"language": "en", "components": [{"type": "BODY", "text": "Big sale!"}]}]}))
+        .await;
+    let tpath = format!("/api/v1/templates/{}", t.body["id"].as_str().unwrap());
+    let c = add(
+        &app,
+        &owner,
+        json!({"phone": "+919812345678", "consent": "opted_in"}),
+    )
+    .await;
+    let cpath = format!("/api/v1/contacts/{}", c["id"].as_str().unwrap());
+    let inbound = |text: &'static str| {
+        app.raw(app.client.post(format!("{}/sandbox/inbound", app.graph)).json(&json!({"phone_number_id": "100000000000001", "from": "919812345678", "text": text})))
+    };
+    inbound(" Stop ").await;
+    for _ in 0..250 {
+        if app.get(&cpath, &owner.token).await.body["consent"]["status"] == "opted_out" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let contact = app.get(&cpath, &owner.token).await;
+    assert_eq!(contact.body["consent"]["status"], "opted_out");
+    assert_eq!(contact.body["consent"]["source"], "inbound_keyword");
+    // The opt-out is confirmed to the customer.
+    for _ in 0..250 {
+        if app
+            .sandbox
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.kind == "text")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = app.sandbox.sent.lock().unwrap().clone();
+    assert!(sent.iter().any(|s| matches!(&s.message.content, pinglayer_whatsapp::types::Content::Text { text } if text.body.contains("Reply START"))), "{sent:?}");
+    // Marketing is refused for the opted-out contact.
+    for _ in 0..250 {
+        if app.get(&tpath, &owner.token).await.body["languages"][0]["status"] == "APPROVED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = app
+        .post(
+            "/api/v1/messages",
+            Some(&owner.token),
+            json!({"to": "+919812345678", "template": {"name": "sale", "language": "en"}}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    assert_eq!(r.code(), "contact_opted_out");
+    inbound("START").await;
+    for _ in 0..250 {
+        if app.get(&cpath, &owner.token).await.body["consent"]["status"] == "opted_in" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        app.get(&cpath, &owner.token).await.body["consent"]["status"],
+        "opted_in"
+    );
+    let r = app
+        .post(
+            "/api/v1/messages",
+            Some(&owner.token),
+            json!({"to": "+919812345678", "template": {"name": "sale", "language": "en"}}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+}
+both!(stop_and_start_keywords_change_consent);
