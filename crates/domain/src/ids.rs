@@ -63,4 +63,5 @@ typed_id!(
     MessageId,
     WebhookEventId,
     ConsentEventId,
+    SegmentId,
 );

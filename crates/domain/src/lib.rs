@@ -14,6 +14,7 @@ pub mod page;
 pub mod password;
 pub mod phone;
 pub mod role;
+pub mod segment;
 pub mod slug;
 pub mod tenant;
 

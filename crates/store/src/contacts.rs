@@ -2,9 +2,7 @@
 //! erasure. One phone per tenant.
 
 use chrono::{DateTime, Utc};
-use pinglayer_domain::{
-    ConsentEventId, ContactId, PageRequest, PhoneE164, TenantId, contact::Consent,
-};
+use pinglayer_domain::{ConsentEventId, ContactId, PhoneE164, TenantId, contact::Consent};
 use serde_json::Value;
 use sqlx::types::Json;
 
@@ -48,19 +46,6 @@ pub struct ContactFields {
     pub birthday: Option<String>,
     /// Replaces the attributes when set.
     pub attributes: Option<Value>,
-}
-
-/// List filters; all optional, combined with AND.
-#[derive(Debug, Default, Clone)]
-pub struct ContactFilter {
-    /// Matches name, phone or e-mail (case-insensitive substring).
-    pub q: Option<String>,
-    pub tag: Option<String>,
-    pub language: Option<String>,
-    /// `opted_in`, `opted_out` or `unknown`.
-    pub consent: Option<String>,
-    pub created_from: Option<DateTime<Utc>>,
-    pub created_to: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -214,45 +199,6 @@ impl Db {
             qb.push(") order by tag");
             qb.build_query_as().fetch_all(p).await
         })
-        .map_err(Into::into)
-    }
-
-    /// Newest first, filtered.
-    pub async fn list_contacts(
-        &self,
-        tenant: TenantId,
-        f: &ContactFilter,
-        page: &PageRequest,
-    ) -> Result<Vec<Contact>> {
-        let q = f.q.as_ref().map(|q| {
-            format!(
-                "%{}%",
-                q.to_lowercase().replace('%', "\\%").replace('_', "\\_")
-            )
-        });
-        on_db!(self, p => sqlx::query_as(concat!("select ", contact_cols!(),
-            " from contacts c
-              where c.tenant_id = $1 and c.deleted_at is null and ($2 is null or c.id < $2)
-                and ($3 is null or lower(coalesce(c.name, '')) like $3 escape '\\' or c.phone like $3 escape '\\'
-                     or lower(coalesce(c.email, '')) like $3 escape '\\')
-                and ($4 is null or exists (select 1 from contact_tags t
-                     where t.tenant_id = c.tenant_id and t.contact_id = c.id and t.tag = $4))
-                and ($5 is null or c.language = $5)
-                and ($6 is null or coalesce(c.consent, 'unknown') = $6)
-                and ($7 is null or c.created_at >= $7)
-                and ($8 is null or c.created_at < $8)
-              order by c.id desc limit $9"))
-        .bind(tenant)
-        .bind(page.after.map(|c| c.0))
-        .bind(q)
-        .bind(&f.tag)
-        .bind(&f.language)
-        .bind(&f.consent)
-        .bind(f.created_from)
-        .bind(f.created_to)
-        .bind(page.fetch_limit())
-        .fetch_all(p)
-        .await)
         .map_err(Into::into)
     }
 

@@ -17,6 +17,7 @@ pub mod inbox;
 pub mod messages;
 pub mod numbers;
 pub mod otp;
+pub mod segments;
 pub mod sessions;
 pub mod templates;
 pub mod tenants;

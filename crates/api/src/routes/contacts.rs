@@ -3,6 +3,7 @@
 
 use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
+use pinglayer_domain::segment::{Condition, Field, Filter};
 use pinglayer_domain::{
     ContactId, Email, FieldError, PhoneE164,
     contact::{Birthday, Consent, Language, tag},
@@ -10,7 +11,7 @@ use pinglayer_domain::{
 };
 use pinglayer_store::{
     StoreError,
-    contacts::{Contact, ContactFields, ContactFilter},
+    contacts::{Contact, ContactFields},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -127,7 +128,7 @@ fn view(c: &Contact, tags: Vec<String>) -> ContactView {
     }
 }
 
-async fn views(
+pub(crate) async fn views(
     ctx: &ApiContext,
     tenant: pinglayer_domain::TenantId,
     rows: &[Contact],
@@ -202,6 +203,63 @@ pub struct ContactQuery {
     pub consent: Option<String>,
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
+    /// Only contacts in this segment.
+    pub segment: Option<String>,
+}
+
+/// The list's query parameters as one filter (the same SQL translation segments use).
+async fn list_filter(
+    ctx: &ApiContext,
+    tenant: pinglayer_domain::TenantId,
+    q: &ContactQuery,
+) -> ApiResult<Filter> {
+    let mut all = Vec::new();
+    if let Some(text) = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        all.push(Filter::Any(
+            [Field::Name, Field::Phone, Field::Email]
+                .into_iter()
+                .map(|f| Filter::Cond(Condition::Contains(f, text.to_string())))
+                .collect(),
+        ));
+    }
+    if let Some(t) = &q.tag {
+        all.push(Filter::Cond(Condition::HasTag(t.trim().to_lowercase())));
+    }
+    if let Some(l) = &q.language {
+        all.push(Filter::Cond(Condition::Eq(
+            Field::Language,
+            Value::String(Language::parse(l)?.as_str().to_string()),
+        )));
+    }
+    if let Some(c) = &q.consent {
+        if !["opted_in", "opted_out", "unknown"].contains(&c.as_str()) {
+            return Err(ApiError::field(
+                "consent",
+                "must be opted_in, opted_out or unknown",
+            ));
+        }
+        all.push(Filter::Cond(Condition::Eq(
+            Field::Consent,
+            Value::String(c.clone()),
+        )));
+    }
+    if let Some(t) = q.created_from {
+        all.push(Filter::Cond(Condition::After(Field::CreatedAt, t)));
+    }
+    if let Some(t) = q.created_to {
+        all.push(Filter::Cond(Condition::Before(Field::CreatedAt, t)));
+    }
+    if let Some(id) = &q.segment {
+        let id = id
+            .parse()
+            .map_err(|_| ApiError::field("segment", "is not a segment id"))?;
+        let seg = match ctx.db.segment(tenant, id).await {
+            Err(StoreError::NotFound) => return Err(ApiError::field("segment", "no such segment")),
+            other => other?,
+        };
+        all.push(super::segments::stored_filter(&seg)?);
+    }
+    Ok(Filter::All(all))
 }
 
 /// Contacts, newest first, filtered.
@@ -213,30 +271,11 @@ async fn list_contacts(
     Query(q): Query<ContactQuery>,
 ) -> ApiResult<axum::Json<Page<ContactView>>> {
     let page = pinglayer_domain::PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    if q.consent
-        .as_deref()
-        .is_some_and(|c| !["opted_in", "opted_out", "unknown"].contains(&c))
-    {
-        return Err(ApiError::field(
-            "consent",
-            "must be opted_in, opted_out or unknown",
-        ));
-    }
-    let filter = ContactFilter {
-        q: q.q
-            .filter(|s| !s.trim().is_empty())
-            .map(|s| s.trim().to_string()),
-        tag: q.tag.map(|t| t.trim().to_lowercase()),
-        language: q
-            .language
-            .map(|l| Language::parse(&l))
-            .transpose()?
-            .map(|l| l.as_str().to_string()),
-        consent: q.consent,
-        created_from: q.created_from,
-        created_to: q.created_to,
-    };
-    let rows = ctx.db.list_contacts(p.tenant.id, &filter, &page).await?;
+    let filter = list_filter(&ctx, p.tenant.id, &q).await?;
+    let rows = ctx
+        .db
+        .matching_contacts(p.tenant.id, &filter, &page, ctx.clock.now())
+        .await?;
     let (rows, next_cursor) = finish_page(rows, &page, |c| c.id.0);
     Ok(axum::Json(Page {
         data: views(&ctx, p.tenant.id, &rows).await?,

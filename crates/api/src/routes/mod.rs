@@ -8,6 +8,7 @@ pub mod conversations;
 pub mod health;
 pub mod messages;
 pub mod numbers;
+pub mod segments;
 pub mod templates;
 pub mod users;
 pub mod views;
@@ -32,6 +33,7 @@ fn api() -> OpenApiRouter<ApiContext> {
         .merge(messages::routes())
         .merge(conversations::routes())
         .merge(contacts::routes())
+        .merge(segments::routes())
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

@@ -8,5 +8,6 @@ mod api_keys;
 mod auth;
 mod contacts;
 mod conventions;
+mod segments;
 mod users;
 mod whatsapp;

@@ -1,0 +1,11 @@
+-- Saved segments: named filters over contacts, evaluated when used.
+create table segments (
+    tenant_id  blob not null references tenants (id) on delete cascade,
+    id         blob not null,
+    name       text not null,
+    filter     text not null,
+    created_at text not null,
+    updated_at text not null,
+    primary key (tenant_id, id)
+);
+create unique index segments_name_key on segments (tenant_id, name);
