@@ -42,6 +42,8 @@ pub struct Settings {
     pub rate_limit_per_second: u32,
     pub rate_limit_burst: u32,
     pub max_body_bytes: usize,
+    /// Largest contact import file accepted, bytes.
+    pub max_import_bytes: usize,
     /// How long an authenticated principal may be served from the per-process cache when no
     /// invalidation arrives (see `auth::cache`); zero turns the cache off.
     pub auth_cache_ttl: Duration,
@@ -108,6 +110,7 @@ impl Settings {
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
             max_body_bytes: 1024 * 1024,
+            max_import_bytes: 50 * 1024 * 1024,
             auth_cache_ttl: Duration::from_secs(5),
             cors_origins: vec![],
             login_max_failures: 5,

@@ -64,4 +64,5 @@ typed_id!(
     WebhookEventId,
     ConsentEventId,
     SegmentId,
+    ImportId,
 );

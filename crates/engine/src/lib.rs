@@ -12,6 +12,7 @@
 
 pub mod dispatcher;
 pub mod housekeeping;
+pub mod imports;
 pub mod webhooks;
 
 use pinglayer_domain::{Clock, crypto::Cipher};

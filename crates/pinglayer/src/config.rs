@@ -284,6 +284,9 @@ pub struct ServeArgs {
     /// Largest request body accepted, bytes (larger: 413).
     #[arg(long, env = "PINGLAYER_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest contact import file (CSV/XLSX) accepted, bytes.
+    #[arg(long, env = "PINGLAYER_MAX_IMPORT_BYTES", default_value_t = 200 * 1024 * 1024)]
+    pub max_import_bytes: usize,
     /// How long (ms) an authenticated token or key may be served from the per-process cache.
     /// Changes that withdraw access invalidate it at once (on PostgreSQL in every process, via
     /// NOTIFY); 0 turns the cache off.

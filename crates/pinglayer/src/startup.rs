@@ -98,6 +98,7 @@ pub fn settings_from(args: &ServeArgs) -> anyhow::Result<Settings> {
         rate_limit_per_second: args.rate_limit_per_second,
         rate_limit_burst: args.rate_limit_burst,
         max_body_bytes: args.max_body_bytes,
+        max_import_bytes: args.max_import_bytes,
         auth_cache_ttl: Duration::from_millis(args.auth_cache_ttl_ms),
         cors_origins: args
             .cors_origins

@@ -13,6 +13,7 @@ pub mod api_keys;
 pub mod contacts;
 mod db;
 pub mod housekeeping;
+pub mod imports;
 pub mod inbox;
 pub mod messages;
 pub mod numbers;

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod contacts;
 pub mod conversations;
 pub mod health;
+pub mod imports;
 pub mod messages;
 pub mod numbers;
 pub mod segments;
@@ -34,6 +35,7 @@ fn api() -> OpenApiRouter<ApiContext> {
         .merge(conversations::routes())
         .merge(contacts::routes())
         .merge(segments::routes())
+        .merge(imports::routes())
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

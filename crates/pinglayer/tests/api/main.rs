@@ -8,6 +8,7 @@ mod api_keys;
 mod auth;
 mod contacts;
 mod conventions;
+mod imports;
 mod segments;
 mod users;
 mod whatsapp;

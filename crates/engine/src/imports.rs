@@ -1,0 +1,490 @@
+//! Contact imports: a CSV or XLSX file read row by row (CSV streamed, never whole in memory),
+//! columns mapped to contact fields (header auto-detection, unknown columns → attributes),
+//! phones parsed in the import's default country, rows upserted in batches of 1,000, every
+//! refused row kept with its reason.
+
+use calamine::{Data, Reader};
+use pinglayer_domain::{
+    Clock, Email, ImportId, PhoneE164, TenantId,
+    contact::{Birthday, Language, tag},
+};
+use pinglayer_store::{
+    Db,
+    imports::{ImportRow, Progress},
+};
+use serde::Deserialize;
+use serde_json::Value;
+use std::{
+    collections::{HashMap, HashSet},
+    io::Read,
+    path::Path,
+};
+
+const BATCH: usize = 1000;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ImportOptions {
+    /// Column header → field (`phone`, `name`, `email`, `language`, `birthday`, `tags`,
+    /// `attributes.<key>`, or `skip`). Unmapped columns are detected by their header.
+    #[serde(default)]
+    pub mapping: HashMap<String, String>,
+    /// ISO 3166 alpha-2 for phones written without a country code.
+    pub default_country: Option<String>,
+    /// Tags added to every imported contact.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// `skip` (default) or `update` existing contacts.
+    #[serde(default)]
+    pub on_duplicate: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Xlsx,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Target {
+    Phone,
+    Name,
+    Email,
+    Language,
+    Birthday,
+    Tags,
+    Attribute(String),
+    Skip,
+}
+
+fn snake(h: &str) -> String {
+    let mut out = String::new();
+    for c in h.trim().to_lowercase().chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').chars().take(64).collect()
+}
+
+fn target(header: &str, mapping: &HashMap<String, String>) -> Target {
+    let explicit = mapping.get(header).map(|s| s.trim().to_lowercase());
+    let key = explicit.clone().unwrap_or_else(|| snake(header));
+    match key.as_str() {
+        "phone" | "mobile" | "number" | "phone_number" | "mobile_number" | "whatsapp"
+        | "whatsapp_number" | "contact_number" | "msisdn" => Target::Phone,
+        "name" | "full_name" | "customer_name" | "contact_name" => Target::Name,
+        "email" | "e_mail" | "email_address" => Target::Email,
+        "language" | "lang" | "preferred_language" => Target::Language,
+        "birthday" | "dob" | "date_of_birth" | "birth_date" => Target::Birthday,
+        "tags" | "tag" | "labels" => Target::Tags,
+        "skip" | "" => Target::Skip,
+        other => match other.strip_prefix("attributes.") {
+            Some(k) => Target::Attribute(snake(k)),
+            None if explicit.is_some() => Target::Skip,
+            None => Target::Attribute(other.to_string()),
+        },
+    }
+}
+
+/// Phones as spreadsheets mangle them: digits without `+`, lost leading zeros, `9.1981E+11`.
+fn phone(raw: &str, country: Option<&str>) -> Result<PhoneE164, String> {
+    let t = raw.trim();
+    match PhoneE164::parse(t, country) {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            let digits: String = t.chars().filter(|c| c.is_ascii_digit()).collect();
+            if !digits.is_empty() && t.chars().all(|c| c.is_ascii_digit() || " -()".contains(c)) {
+                PhoneE164::parse(&format!("+{digits}"), None).map_err(|_| e.message)
+            } else {
+                Err(e.message)
+            }
+        }
+    }
+}
+
+fn cell(d: &Data) -> String {
+    match d {
+        Data::Empty => String::new(),
+        Data::String(s) => s.clone(),
+        // Numbers typed into Excel: phones arrive as floats; print them as integers.
+        Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e17 => format!("{}", *f as i64),
+        Data::Float(f) => f.to_string(),
+        Data::Int(i) => i.to_string(),
+        Data::Bool(b) => b.to_string(),
+        Data::DateTime(dt) => dt
+            .as_datetime()
+            .map(|d| d.date().to_string())
+            .unwrap_or_default(),
+        other => other.to_string(),
+    }
+}
+
+/// Builds one contact from a row, or says why not.
+fn row(cells: &[String], targets: &[Target], opts: &ImportOptions) -> Result<ImportRow, String> {
+    let mut r = ImportRow {
+        phone: String::new(),
+        name: None,
+        email: None,
+        language: None,
+        birthday: None,
+        attributes: Default::default(),
+        tags: vec![],
+    };
+    let mut phone_raw = None;
+    for (value, t) in cells.iter().zip(targets) {
+        let v = value.trim();
+        if v.is_empty() {
+            continue;
+        }
+        match t {
+            Target::Phone => phone_raw = Some(v),
+            Target::Name => r.name = Some(v.chars().take(200).collect()),
+            Target::Email => {
+                r.email = Some(
+                    Email::parse(v)
+                        .map_err(|e| e.to_string())?
+                        .as_str()
+                        .to_string(),
+                )
+            }
+            Target::Language => {
+                r.language = Some(
+                    Language::parse(v)
+                        .map_err(|e| e.to_string())?
+                        .as_str()
+                        .to_string(),
+                )
+            }
+            Target::Birthday => {
+                r.birthday = Some(
+                    Birthday::parse(v)
+                        .map_err(|e| e.to_string())?
+                        .as_str()
+                        .to_string(),
+                )
+            }
+            Target::Tags => {
+                for t in v.split([',', ';', '|']).filter(|t| !t.trim().is_empty()) {
+                    r.tags.push(tag(t).map_err(|e| e.to_string())?);
+                }
+            }
+            Target::Attribute(k) => {
+                let value = v
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .or_else(|_| v.parse::<f64>().map(Value::from))
+                    .unwrap_or_else(|_| Value::String(v.to_string()));
+                r.attributes.insert(k.clone(), value);
+            }
+            Target::Skip => {}
+        }
+    }
+    let raw = phone_raw.ok_or("no phone number")?;
+    r.phone = phone(raw, opts.default_country.as_deref())?
+        .as_str()
+        .to_string();
+    Ok(r)
+}
+
+/// Streams the file once to check it is UTF-8 before anything is written.
+fn check_utf8(path: &Path) -> anyhow::Result<()> {
+    let mut f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            anyhow::ensure!(carry.is_empty(), "the file is not UTF-8 text");
+            return Ok(());
+        }
+        carry.extend_from_slice(&buf[..n]);
+        match std::str::from_utf8(&carry) {
+            Ok(_) => carry.clear(),
+            Err(e) if e.error_len().is_none() => {
+                let keep = carry.split_off(e.valid_up_to());
+                carry = keep;
+            }
+            Err(_) => anyhow::bail!("the file is not UTF-8 text (save it as CSV UTF-8)"),
+        }
+    }
+}
+
+struct Run<'a> {
+    db: &'a Db,
+    clock: &'a dyn Clock,
+    tenant: TenantId,
+    id: ImportId,
+    opts: ImportOptions,
+    extra_tags: Vec<String>,
+    update: bool,
+    progress: Progress,
+    batch: Vec<ImportRow>,
+    in_batch: HashMap<String, usize>,
+    seen: HashSet<String>,
+    later: Vec<ImportRow>,
+    errors: Vec<(i64, String, String)>,
+}
+
+impl Run<'_> {
+    async fn push(&mut self, n: i64, cells: Vec<String>, targets: &[Target]) -> anyhow::Result<()> {
+        self.progress.total += 1;
+        match row(&cells, targets, &self.opts) {
+            Ok(r) => {
+                if let Some(i) = self.in_batch.get(&r.phone) {
+                    // The same phone twice in the file: the later row wins, one contact.
+                    self.batch[*i] = merge(self.batch[*i].clone(), r);
+                } else if self.seen.contains(&r.phone) {
+                    self.later.push(r);
+                } else {
+                    self.in_batch.insert(r.phone.clone(), self.batch.len());
+                    self.batch.push(r);
+                }
+            }
+            Err(reason) => {
+                self.progress.failed += 1;
+                self.errors.push((n, reason, cells.join(",")));
+            }
+        }
+        if self.batch.len() >= BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let o = self
+            .db
+            .upsert_contacts(self.tenant, &self.batch, self.update, &self.extra_tags, now)
+            .await?;
+        // Rows repeating a phone of an earlier batch update what that batch created.
+        let later = std::mem::take(&mut self.later);
+        let merged = self
+            .db
+            .upsert_contacts(self.tenant, &dedupe(later), true, &self.extra_tags, now)
+            .await?;
+        self.progress.created += o.created;
+        self.progress.updated += o.updated + merged.updated + merged.created;
+        self.progress.skipped += o.skipped;
+        self.progress.processed = self.progress.total;
+        self.seen.extend(self.batch.drain(..).map(|r| r.phone));
+        self.in_batch.clear();
+        if !self.errors.is_empty() {
+            self.db
+                .add_import_errors(self.tenant, self.id, &std::mem::take(&mut self.errors))
+                .await?;
+        }
+        self.db
+            .import_progress(self.tenant, self.id, "running", self.progress, None, now)
+            .await?;
+        Ok(())
+    }
+}
+
+fn merge(mut a: ImportRow, b: ImportRow) -> ImportRow {
+    a.name = b.name.or(a.name);
+    a.email = b.email.or(a.email);
+    a.language = b.language.or(a.language);
+    a.birthday = b.birthday.or(a.birthday);
+    a.attributes.extend(b.attributes);
+    a.tags.extend(b.tags);
+    a
+}
+
+fn dedupe(rows: Vec<ImportRow>) -> Vec<ImportRow> {
+    let mut by: Vec<ImportRow> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for r in rows {
+        match at.get(&r.phone) {
+            Some(i) => by[*i] = merge(by[*i].clone(), r),
+            None => {
+                at.insert(r.phone.clone(), by.len());
+                by.push(r);
+            }
+        }
+    }
+    by
+}
+
+/// Runs an import to its end, recording progress, errors and the outcome on the job.
+pub async fn run(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant: TenantId,
+    id: ImportId,
+    path: &Path,
+    format: Format,
+    opts: ImportOptions,
+) {
+    let result = import(db, clock, tenant, id, path, format, opts).await;
+    let now = clock.now();
+    let outcome = match result {
+        Ok(p) => {
+            db.import_progress(tenant, id, "completed", p, None, now)
+                .await
+        }
+        Err((p, e)) => {
+            tracing::warn!(%tenant, import_id = %id, error = %e, "import failed");
+            db.import_progress(tenant, id, "failed", p, Some(&e.to_string()), now)
+                .await
+        }
+    };
+    if let Err(e) = outcome {
+        tracing::error!(error = %e, "could not record an import's outcome");
+    }
+    let _ = std::fs::remove_file(path);
+}
+
+async fn import(
+    db: &Db,
+    clock: &dyn Clock,
+    tenant: TenantId,
+    id: ImportId,
+    path: &Path,
+    format: Format,
+    opts: ImportOptions,
+) -> Result<Progress, (Progress, anyhow::Error)> {
+    let fail = |e: anyhow::Error| (Progress::default(), e);
+    let update = opts.on_duplicate.as_deref() == Some("update");
+    let extra_tags = opts
+        .tags
+        .iter()
+        .map(|t| tag(t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(anyhow::anyhow!("{e}")))?;
+    db.import_progress(
+        tenant,
+        id,
+        "running",
+        Progress::default(),
+        None,
+        clock.now(),
+    )
+    .await
+    .map_err(|e| fail(e.into()))?;
+    let mut run = Run {
+        db,
+        clock,
+        tenant,
+        id,
+        opts,
+        extra_tags,
+        update,
+        progress: Progress::default(),
+        batch: Vec::with_capacity(BATCH),
+        in_batch: HashMap::new(),
+        seen: HashSet::new(),
+        later: Vec::new(),
+        errors: Vec::new(),
+    };
+    let no_phone = || {
+        anyhow::anyhow!(
+            "no phone column: name one phone/mobile/number, or map a column to \"phone\""
+        )
+    };
+    match format {
+        Format::Csv => {
+            check_utf8(path).map_err(fail)?;
+            let mut rdr = csv::ReaderBuilder::new()
+                .flexible(true)
+                .trim(csv::Trim::All)
+                .from_path(path)
+                .map_err(|e| fail(e.into()))?;
+            let headers: Vec<String> = rdr
+                .headers()
+                .map_err(|e| fail(e.into()))?
+                .iter()
+                .map(|h| h.trim_start_matches('\u{feff}').to_string())
+                .collect();
+            let targets: Vec<Target> = headers
+                .iter()
+                .map(|h| target(h, &run.opts.mapping))
+                .collect();
+            if !targets.contains(&Target::Phone) {
+                return Err(fail(no_phone()));
+            }
+            for (i, rec) in rdr.records().enumerate() {
+                let rec = rec.map_err(|e| (run.progress, e.into()))?;
+                run.push(
+                    i as i64 + 2,
+                    rec.iter().map(str::to_string).collect(),
+                    &targets,
+                )
+                .await
+                .map_err(|e| (run.progress, e))?;
+            }
+        }
+        Format::Xlsx => {
+            let mut wb = calamine::open_workbook_auto(path)
+                .map_err(|e| fail(anyhow::anyhow!("not a readable spreadsheet: {e}")))?;
+            let sheet = wb
+                .sheet_names()
+                .first()
+                .cloned()
+                .ok_or_else(|| fail(anyhow::anyhow!("the workbook has no sheet")))?;
+            let range = wb
+                .worksheet_range(&sheet)
+                .map_err(|e| fail(anyhow::anyhow!("{e}")))?;
+            let mut rows = range.rows();
+            let headers: Vec<String> = rows
+                .next()
+                .map(|r| r.iter().map(cell).collect())
+                .unwrap_or_default();
+            let targets: Vec<Target> = headers
+                .iter()
+                .map(|h| target(h, &run.opts.mapping))
+                .collect();
+            if !targets.contains(&Target::Phone) {
+                return Err(fail(no_phone()));
+            }
+            for (i, r) in rows.enumerate() {
+                run.push(i as i64 + 2, r.iter().map(cell).collect(), &targets)
+                    .await
+                    .map_err(|e| (run.progress, e))?;
+            }
+        }
+    }
+    run.flush().await.map_err(|e| (run.progress, e))?;
+    Ok(run.progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_map_to_fields() {
+        let m = HashMap::from([
+            ("Cell".to_string(), "phone".to_string()),
+            ("Notes".to_string(), "skip".to_string()),
+        ]);
+        assert_eq!(target("Mobile Number", &HashMap::new()), Target::Phone);
+        assert_eq!(target("Cell", &m), Target::Phone);
+        assert_eq!(target("Notes", &m), Target::Skip);
+        assert_eq!(target("Date of Birth", &HashMap::new()), Target::Birthday);
+        assert_eq!(
+            target("City Name", &HashMap::new()),
+            Target::Attribute("city_name".into())
+        );
+    }
+
+    #[test]
+    fn spreadsheet_phones_are_recovered() {
+        assert_eq!(
+            phone("919812345678", None).unwrap().as_str(),
+            "+919812345678"
+        );
+        assert_eq!(
+            phone("9812345678", Some("IN")).unwrap().as_str(),
+            "+919812345678"
+        );
+        assert_eq!(
+            phone("8031234567", Some("NG")).unwrap().as_str(),
+            "+2348031234567"
+        );
+        assert!(phone("12", Some("IN")).is_err());
+        assert_eq!(cell(&Data::Float(919812345678.0)), "919812345678");
+    }
+}

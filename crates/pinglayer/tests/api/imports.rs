@@ -1,0 +1,254 @@
+//! Contact imports from real CSV and XLSX files built here.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+
+use crate::{
+    both,
+    helpers::{Registered, Resp, TestApp},
+};
+
+async fn upload(
+    app: &TestApp,
+    owner: &Registered,
+    name: &str,
+    bytes: Vec<u8>,
+    fields: &[(&str, &str)],
+) -> Resp {
+    let mut form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()),
+    );
+    for (k, v) in fields {
+        form = form.text(k.to_string(), v.to_string());
+    }
+    app.raw(
+        app.client
+            .post(app.url("/api/v1/contacts/import"))
+            .bearer_auth(&owner.token)
+            .multipart(form),
+    )
+    .await
+}
+
+async fn finished(app: &TestApp, owner: &Registered, r: &Resp) -> Value {
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let path = format!("/api/v1/imports/{}", r.body["id"].as_str().unwrap());
+    for _ in 0..500 {
+        let j = app.get(&path, &owner.token).await;
+        if j.body["status"] == "completed" || j.body["status"] == "failed" {
+            return j.body;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("import did not finish");
+}
+
+async fn csv_imports_detect_merge_and_report(app: TestApp) {
+    let owner = app.register("Shop", "o@shop.test").await;
+    let csv = "\u{feff}Mobile Number,Full Name,E-mail,Language,DOB,Tags,City\n\
+        98123 45678,Asha,asha@example.com,hi,1990-05-15,vip;gold,Pune\n\
+        +2348031234567,Ravi,,en,--12-01,,Lagos\n\
+        not a phone,Nobody,,,,,\n\
+        9812345678,Asha Rao,,,,new,Mumbai\n\
+        9800000001,Bad Mail,not-an-email,,,,\n\
+        9800000002,Chitra,,ta,,,\n";
+    let r = upload(
+        &app,
+        &owner,
+        "contacts.csv",
+        csv.as_bytes().to_vec(),
+        &[("default_country", "IN"), ("tags", "Diwali 2026")],
+    )
+    .await;
+    let job = finished(&app, &owner, &r).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["total"], 6);
+    assert_eq!(job["created"], 3, "Asha once (merged), Ravi, Chitra: {job}");
+    assert_eq!(job["failed"], 2);
+    assert_eq!(job["progress"], 1.0);
+    let list = app.get("/api/v1/contacts?q=asha", &owner.token).await;
+    let asha = &list.body["data"][0];
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(asha["name"], "Asha Rao", "the later row wins");
+    assert_eq!(asha["email"], "asha@example.com", "fields merge");
+    assert_eq!(asha["attributes"]["city"], "Mumbai");
+    assert_eq!(asha["birthday"], "1990-05-15");
+    assert_eq!(asha["tags"], json!(["diwali 2026", "gold", "new", "vip"]));
+    let errors = app
+        .raw(
+            app.client
+                .get(app.url(&format!(
+                    "/api/v1/imports/{}/errors.csv",
+                    r.body["id"].as_str().unwrap()
+                )))
+                .bearer_auth(&owner.token),
+        )
+        .await;
+    let text = errors.body.as_str().unwrap().to_string();
+    assert!(text.starts_with("row,reason,raw"));
+    assert!(
+        text.contains("\n4,") && text.contains("not a phone"),
+        "{text}"
+    );
+    assert!(text.contains("\n6,"), "{text}");
+
+    // Re-import: skip leaves contacts alone; update changes them; hidden contacts come back.
+    let chitra = app
+        .get("/api/v1/contacts?q=chitra", &owner.token)
+        .await
+        .body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.delete(&format!("/api/v1/contacts/{chitra}"), &owner.token)
+        .await;
+    let again = "phone,name\n+919812345678,Renamed\n+919800000002,Chitra Back\n";
+    let job = finished(
+        &app,
+        &owner,
+        &upload(&app, &owner, "again.csv", again.as_bytes().to_vec(), &[]).await,
+    )
+    .await;
+    assert_eq!(
+        (
+            job["created"].as_i64(),
+            job["updated"].as_i64(),
+            job["skipped"].as_i64()
+        ),
+        (Some(0), Some(1), Some(1)),
+        "{job}"
+    );
+    assert_eq!(
+        app.get("/api/v1/contacts?q=asha", &owner.token).await.body["data"][0]["name"],
+        "Asha Rao"
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/contacts/{chitra}"), &owner.token)
+            .await
+            .body["name"],
+        "Chitra Back"
+    );
+    let job = finished(
+        &app,
+        &owner,
+        &upload(
+            &app,
+            &owner,
+            "again.csv",
+            again.as_bytes().to_vec(),
+            &[("on_duplicate", "update")],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(job["updated"], 2);
+    assert_eq!(
+        app.get("/api/v1/contacts?q=renamed", &owner.token)
+            .await
+            .body["data"][0]["phone"],
+        "+919812345678"
+    );
+
+    // Another tenant sees none of it.
+    let other = app.register("Other", "x@other.test").await;
+    assert_eq!(
+        app.get(
+            &format!("/api/v1/imports/{}", r.body["id"].as_str().unwrap()),
+            &other.token
+        )
+        .await
+        .status,
+        404
+    );
+}
+both!(csv_imports_detect_merge_and_report);
+
+async fn bad_files_fail_and_change_nothing(app: TestApp) {
+    let owner = app.register("Shop", "o@shop.test").await;
+    let r = upload(
+        &app,
+        &owner,
+        "people.csv",
+        b"name,city\nAsha,Pune\n".to_vec(),
+        &[],
+    )
+    .await;
+    let job = finished(&app, &owner, &r).await;
+    assert_eq!(job["status"], "failed");
+    assert!(
+        job["error"].as_str().unwrap().contains("no phone column"),
+        "{job}"
+    );
+    let mut latin1 = b"phone,name\n+919812345678,Jos".to_vec();
+    latin1.push(0xE9);
+    latin1.extend_from_slice(b"\n+919800000001,Ann\n");
+    let job = finished(
+        &app,
+        &owner,
+        &upload(&app, &owner, "latin1.csv", latin1, &[]).await,
+    )
+    .await;
+    assert_eq!(job["status"], "failed");
+    assert!(job["error"].as_str().unwrap().contains("UTF-8"), "{job}");
+    assert_eq!(
+        app.get("/api/v1/contacts/stats", &owner.token).await.body["total"],
+        0,
+        "nothing was imported"
+    );
+    let r = upload(&app, &owner, "contacts.pdf", b"%PDF".to_vec(), &[]).await;
+    assert_eq!(r.status, 415);
+    let r = app
+        .post("/api/v1/contacts/import", Some(&owner.token), json!({}))
+        .await;
+    assert_eq!(r.status, 415);
+    let r = upload(
+        &app,
+        &owner,
+        "c.csv",
+        b"phone\n".to_vec(),
+        &[("on_duplicate", "merge")],
+    )
+    .await;
+    assert_eq!(r.status, 422);
+}
+both!(bad_files_fail_and_change_nothing);
+
+async fn xlsx_numbers_keep_their_phones(app: TestApp) {
+    let owner = app.register("Shop", "o@shop.test").await;
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "Phone").unwrap();
+    ws.write_string(0, 1, "Name").unwrap();
+    ws.write_string(0, 2, "Spend").unwrap();
+    // Typed into Excel as numbers: the + is gone, and so is India's leading 0.
+    ws.write_number(1, 0, 919812345678.0).unwrap();
+    ws.write_string(1, 1, "Asha").unwrap();
+    ws.write_number(1, 2, 1200.0).unwrap();
+    ws.write_number(2, 0, 9800000001.0).unwrap();
+    ws.write_string(2, 1, "Bala").unwrap();
+    let bytes = wb.save_to_buffer().unwrap();
+    let job = finished(
+        &app,
+        &owner,
+        &upload(
+            &app,
+            &owner,
+            "list.xlsx",
+            bytes,
+            &[("default_country", "IN")],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["created"], 2);
+    let asha = app.get("/api/v1/contacts?q=asha", &owner.token).await;
+    assert_eq!(asha.body["data"][0]["phone"], "+919812345678");
+    assert_eq!(asha.body["data"][0]["attributes"]["spend"], 1200);
+    assert_eq!(
+        app.get("/api/v1/contacts?q=bala", &owner.token).await.body["data"][0]["phone"],
+        "+919800000001"
+    );
+}
+both!(xlsx_numbers_keep_their_phones);

@@ -1,0 +1,283 @@
+//! Import jobs and the batched contact upsert they run.
+
+use chrono::{DateTime, Utc};
+use pinglayer_domain::{ContactId, ImportId, TenantId};
+use serde_json::Value;
+use sqlx::types::Json;
+use std::collections::HashMap;
+
+use crate::{Db, Result, Tx, on_db, on_tx};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Import {
+    pub tenant_id: TenantId,
+    pub id: ImportId,
+    pub status: String,
+    pub filename: String,
+    pub format: String,
+    pub options: String,
+    pub total: i64,
+    pub processed: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub skipped: i64,
+    pub failed: i64,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+macro_rules! icols {
+    () => {
+        "tenant_id, id, status, filename, format, options, total, processed, created, updated, skipped, failed, error, created_at, started_at, finished_at"
+    };
+}
+
+/// One parsed row, ready to store.
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    pub phone: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub language: Option<String>,
+    pub birthday: Option<String>,
+    pub attributes: serde_json::Map<String, Value>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub created: i64,
+    pub updated: i64,
+    pub skipped: i64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Progress {
+    pub total: i64,
+    pub processed: i64,
+    pub created: i64,
+    pub updated: i64,
+    pub skipped: i64,
+    pub failed: i64,
+}
+
+impl Db {
+    pub async fn create_import(
+        &self,
+        tenant: TenantId,
+        filename: &str,
+        format: &str,
+        options: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<Import> {
+        on_db!(self, p => sqlx::query_as(concat!(
+            "insert into imports (tenant_id, id, status, filename, format, options, created_at)
+             values ($1, $2, 'queued', $3, $4, $5, $6) returning ", icols!()))
+        .bind(tenant)
+        .bind(ImportId::new())
+        .bind(filename)
+        .bind(format)
+        .bind(options.to_string())
+        .bind(now)
+        .fetch_one(p)
+        .await)
+        .map_err(Into::into)
+    }
+
+    pub async fn import(&self, tenant: TenantId, id: ImportId) -> Result<Import> {
+        on_db!(self, p => sqlx::query_as(concat!("select ", icols!(), " from imports where tenant_id = $1 and id = $2"))
+            .bind(tenant)
+            .bind(id)
+            .fetch_one(p)
+            .await)
+        .map_err(Into::into)
+    }
+
+    pub async fn import_progress(
+        &self,
+        tenant: TenantId,
+        id: ImportId,
+        status: &str,
+        p: Progress,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let done = matches!(status, "completed" | "failed");
+        on_db!(self, db => sqlx::query(
+            "update imports set status = $3, total = $4, processed = $5, created = $6, updated = $7, skipped = $8,
+                failed = $9, error = coalesce($10, error), started_at = coalesce(started_at, $11),
+                finished_at = case when $12 then $11 else finished_at end
+             where tenant_id = $1 and id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(status)
+        .bind(p.total)
+        .bind(p.processed)
+        .bind(p.created)
+        .bind(p.updated)
+        .bind(p.skipped)
+        .bind(p.failed)
+        .bind(error)
+        .bind(now)
+        .bind(done)
+        .execute(db)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn add_import_errors(
+        &self,
+        tenant: TenantId,
+        id: ImportId,
+        errors: &[(i64, String, String)],
+    ) -> Result<()> {
+        for chunk in errors.chunks(500) {
+            on_db!(self, p => {
+                let mut qb = sqlx::QueryBuilder::new("insert into import_errors (tenant_id, import_id, row_number, reason, raw) ");
+                qb.push_values(chunk, |mut b, (row, reason, raw)| {
+                    b.push_bind(tenant).push_bind(id).push_bind(*row).push_bind(reason.clone()).push_bind(raw.clone());
+                });
+                qb.push(" on conflict do nothing");
+                qb.build().execute(p).await.map(|r| r.rows_affected())
+            })?;
+        }
+        Ok(())
+    }
+
+    pub async fn import_errors(
+        &self,
+        tenant: TenantId,
+        id: ImportId,
+    ) -> Result<Vec<(i64, String, String)>> {
+        on_db!(self, p => sqlx::query_as(
+            "select row_number, reason, raw from import_errors where tenant_id = $1 and import_id = $2 order by row_number",
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_all(p)
+        .await)
+        .map_err(Into::into)
+    }
+
+    /// Upserts a batch of rows (phones unique within the batch) in one transaction: new phones
+    /// are inserted, hidden contacts restored, existing ones updated (`update`) or left alone.
+    pub async fn upsert_contacts(
+        &self,
+        tenant: TenantId,
+        rows: &[ImportRow],
+        update: bool,
+        extra_tags: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<BatchOutcome> {
+        let mut out = BatchOutcome::default();
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        let mut tx = self.begin().await?;
+        let existing = phones_in(&mut tx, tenant, rows).await?;
+        let (new, old): (Vec<&ImportRow>, Vec<&ImportRow>) =
+            rows.iter().partition(|r| !existing.contains_key(&r.phone));
+        for chunk in new.chunks(1000) {
+            on_tx!(&mut tx, c => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "insert into contacts (tenant_id, id, phone, wa_id, name, email, language, birthday, attributes, created_at, updated_at) ",
+                );
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(tenant)
+                        .push_bind(ContactId::new())
+                        .push_bind(r.phone.clone())
+                        .push_bind(r.phone.trim_start_matches('+').to_string())
+                        .push_bind(r.name.clone())
+                        .push_bind(r.email.clone())
+                        .push_bind(r.language.clone())
+                        .push_bind(r.birthday.clone())
+                        .push_bind(Json(Value::Object(r.attributes.clone())))
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                qb.push(" on conflict (tenant_id, phone) do nothing");
+                qb.build().execute(c).await.map(|r| r.rows_affected())
+            })?;
+        }
+        out.created = new.len() as i64;
+        for r in &old {
+            let (_, deleted) = existing[&r.phone];
+            if !update && !deleted {
+                out.skipped += 1;
+                continue;
+            }
+            // Restoring a hidden contact always takes the file's data; `update` fills in the
+            // columns the file has and merges attributes.
+            on_tx!(&mut tx, c => sqlx::query(
+                "update contacts set name = coalesce($3, name), email = coalesce($4, email),
+                    language = coalesce($5, language), birthday = coalesce($6, birthday),
+                    attributes = $7, deleted_at = null, updated_at = $8
+                 where tenant_id = $1 and phone = $2",
+            )
+            .bind(tenant)
+            .bind(&r.phone)
+            .bind(&r.name)
+            .bind(&r.email)
+            .bind(&r.language)
+            .bind(&r.birthday)
+            .bind(Json(Value::Object(r.attributes.clone())))
+            .bind(now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+            out.updated += 1;
+        }
+        // Tags for every row not skipped.
+        let ids = phones_in(&mut tx, tenant, rows).await?;
+        let mut tag_rows: Vec<(ContactId, String)> = Vec::new();
+        for r in rows {
+            if !update && existing.get(&r.phone).is_some_and(|(_, deleted)| !deleted) {
+                continue;
+            }
+            if let Some((id, _)) = ids.get(&r.phone) {
+                for t in r.tags.iter().chain(extra_tags) {
+                    tag_rows.push((*id, t.clone()));
+                }
+            }
+        }
+        for chunk in tag_rows.chunks(1000) {
+            on_tx!(&mut tx, c => {
+                let mut qb = sqlx::QueryBuilder::new("insert into contact_tags (tenant_id, contact_id, tag, created_at) ");
+                qb.push_values(chunk, |mut b, (id, t)| {
+                    b.push_bind(tenant).push_bind(*id).push_bind(t.clone()).push_bind(now);
+                });
+                qb.push(" on conflict do nothing");
+                qb.build().execute(c).await.map(|r| r.rows_affected())
+            })?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+}
+
+/// Which of these rows' phones exist already: phone → (id, hidden?).
+async fn phones_in(
+    tx: &mut Tx,
+    tenant: TenantId,
+    rows: &[ImportRow],
+) -> Result<HashMap<String, (ContactId, bool)>> {
+    let mut out = HashMap::new();
+    for chunk in rows.chunks(1000) {
+        let found: Vec<(String, ContactId, Option<DateTime<Utc>>)> = on_tx!(tx, c => {
+            let mut qb = sqlx::QueryBuilder::new("select phone, id, deleted_at from contacts where tenant_id = ");
+            qb.push_bind(tenant).push(" and phone in (");
+            let mut sep = qb.separated(", ");
+            for r in chunk {
+                sep.push_bind(r.phone.clone());
+            }
+            qb.push(")");
+            qb.build_query_as().fetch_all(c).await
+        })?;
+        out.extend(found.into_iter().map(|(p, id, d)| (p, (id, d.is_some()))));
+    }
+    Ok(out)
+}
