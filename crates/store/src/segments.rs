@@ -394,4 +394,43 @@ impl Db {
         })
         .map_err(Into::into)
     }
+
+    /// Adds and removes tags on every live contact that matches, in set-based statements.
+    /// Returns how many contacts matched.
+    pub async fn tag_matching(
+        &self,
+        tenant: TenantId,
+        f: &Filter,
+        add: &[String],
+        remove: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        let matched = self.count_matching(tenant, f, now).await?;
+        let mut tx = self.begin().await?;
+        for t in add {
+            let (w, binds) = filter_sql(f, self.backend(), now, 4);
+            let sql = format!(
+                "insert into contact_tags (tenant_id, contact_id, tag, created_at)
+                 select c.tenant_id, c.id, $2, $3 from contacts c where c.tenant_id = $1 and c.deleted_at is null and {w}
+                 on conflict do nothing"
+            );
+            crate::on_tx!(&mut tx, c => {
+                let q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(tenant).bind(t.clone()).bind(now);
+                bind_all!(q, &binds).execute(c).await.map(|r| r.rows_affected())
+            })?;
+        }
+        for t in remove {
+            let (w, binds) = filter_sql(f, self.backend(), now, 3);
+            let sql = format!(
+                "delete from contact_tags where tenant_id = $1 and tag = $2 and contact_id in
+                 (select c.id from contacts c where c.tenant_id = $1 and c.deleted_at is null and {w})"
+            );
+            crate::on_tx!(&mut tx, c => {
+                let q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(tenant).bind(t.clone());
+                bind_all!(q, &binds).execute(c).await.map(|r| r.rows_affected())
+            })?;
+        }
+        tx.commit().await?;
+        Ok(matched)
+    }
 }

@@ -41,6 +41,8 @@ pub fn routes() -> OpenApiRouter<ApiContext> {
         .routes(routes!(list_tags))
         .routes(routes!(opt_out))
         .routes(routes!(opt_in))
+        .routes(routes!(bulk_tags))
+        .routes(routes!(export_contacts))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -191,7 +193,7 @@ fn tags(c: &mut Checks, raw: &[String]) -> Vec<String> {
     out
 }
 
-#[derive(Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams, ToSchema, Default)]
 pub struct ContactQuery {
     pub limit: Option<i64>,
     pub cursor: Option<String>,
@@ -581,4 +583,191 @@ async fn opt_in(
     body: axum::body::Bytes,
 ) -> ApiResult<axum::Json<ContactView>> {
     consent(&ctx, &p, id, Consent::OptedIn, &body).await
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct BulkTags {
+    /// Which contacts: the list's filters (`q`, `tag`, `language`, `consent`, `segment`,
+    /// `created_from`, `created_to`); `{}` is everyone.
+    #[serde(default)]
+    pub filter: ContactQuery,
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BulkResult {
+    /// Contacts the filter matched.
+    pub matched: i64,
+}
+
+/// Add and remove tags on every contact matching a filter (set-based, in one transaction).
+#[utoipa::path(post, path = "/api/v1/contacts/tags", tag = "contacts", request_body = BulkTags, security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = BulkResult), (status = 422, body = ErrorBody)))]
+async fn bulk_tags(
+    State(ctx): State<ApiContext>,
+    Auth(p, ..): Auth<perm::ContactsWrite>,
+    Json(req): Json<BulkTags>,
+) -> ApiResult<axum::Json<BulkResult>> {
+    let mut c = Checks::new();
+    let add = tags(&mut c, &req.add);
+    let remove = tags(&mut c, &req.remove);
+    c.finish()?;
+    if add.is_empty() && remove.is_empty() {
+        return Err(ApiError::field("add", "give tags to add or remove"));
+    }
+    let filter = list_filter(&ctx, p.tenant.id, &req.filter).await?;
+    let matched = ctx
+        .db
+        .tag_matching(p.tenant.id, &filter, &add, &remove, ctx.clock.now())
+        .await?;
+    Ok(axum::Json(BulkResult { matched }))
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ExportQuery {
+    /// `csv` (default, streamed) or `xlsx`.
+    pub format: Option<String>,
+    #[serde(flatten)]
+    #[param(inline)]
+    pub filter: ContactQuery,
+}
+
+const EXPORT_COLUMNS: [&str; 11] = [
+    "id",
+    "phone",
+    "name",
+    "email",
+    "language",
+    "birthday",
+    "consent",
+    "tags",
+    "attributes",
+    "created_at",
+    "last_inbound_at",
+];
+
+fn export_row(v: &ContactView) -> [String; 11] {
+    [
+        v.id.clone(),
+        v.phone.clone(),
+        v.name.clone().unwrap_or_default(),
+        v.email.clone().unwrap_or_default(),
+        v.language.clone().unwrap_or_default(),
+        v.birthday.clone().unwrap_or_default(),
+        v.consent
+            .as_ref()
+            .map(|c| c.status.to_string())
+            .unwrap_or_default(),
+        v.tags.join(","),
+        v.attributes.to_string(),
+        v.created_at.to_rfc3339(),
+        v.last_inbound_at
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default(),
+    ]
+}
+
+/// Export the contacts matching the list's filters, as CSV (streamed page by page) or XLSX.
+#[utoipa::path(get, path = "/api/v1/contacts/export", tag = "contacts", params(ExportQuery), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, description = "text/csv or an XLSX workbook"), (status = 422, body = ErrorBody)))]
+async fn export_contacts(
+    State(ctx): State<ApiContext>,
+    Auth(p, ..): Auth<perm::ContactsRead>,
+    Query(q): Query<ExportQuery>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let format = q.format.as_deref().unwrap_or("csv");
+    if format != "csv" && format != "xlsx" {
+        return Err(ApiError::field("format", "must be csv or xlsx"));
+    }
+    let filter = list_filter(&ctx, p.tenant.id, &q.filter).await?;
+    let tenant = p.tenant.id;
+    if format == "xlsx" {
+        let mut wb = rust_xlsxwriter::Workbook::new();
+        let ws = wb.add_worksheet();
+        for (i, h) in EXPORT_COLUMNS.iter().enumerate() {
+            ws.write_string(0, i as u16, *h)
+                .map_err(anyhow::Error::new)?;
+        }
+        let mut row = 1u32;
+        let mut page = pinglayer_domain::PageRequest::parse(Some(500), None)?;
+        loop {
+            let rows = ctx
+                .db
+                .matching_contacts(tenant, &filter, &page, ctx.clock.now())
+                .await?;
+            let (rows, next) = finish_page(rows, &page, |c| c.id.0);
+            for v in views(&ctx, tenant, &rows).await? {
+                for (i, cell) in export_row(&v).iter().enumerate() {
+                    ws.write_string(row, i as u16, cell)
+                        .map_err(anyhow::Error::new)?;
+                }
+                row += 1;
+            }
+            match next {
+                Some(c) => page = pinglayer_domain::PageRequest::parse(Some(500), Some(&c))?,
+                None => break,
+            }
+        }
+        let bytes = wb.save_to_buffer().map_err(anyhow::Error::new)?;
+        return Ok((
+            [
+                (
+                    axum::http::header::CONTENT_TYPE,
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                ),
+                (
+                    axum::http::header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"contacts.xlsx\"",
+                ),
+            ],
+            bytes,
+        )
+            .into_response());
+    }
+    // CSV: one page of 1,000 at a time, written to the response as it is read.
+    let stream = futures::stream::unfold(
+        Some((ctx.clone(), filter, None::<String>, true)),
+        move |state| async move {
+            let (ctx, filter, cursor, first) = state?;
+            let page = pinglayer_domain::PageRequest::parse(Some(500), cursor.as_deref()).ok()?;
+            let result: ApiResult<(Vec<u8>, Option<String>)> = async {
+                let rows = ctx
+                    .db
+                    .matching_contacts(tenant, &filter, &page, ctx.clock.now())
+                    .await?;
+                let (rows, next) = finish_page(rows, &page, |c| c.id.0);
+                let mut w = csv::Writer::from_writer(Vec::new());
+                if first {
+                    w.write_record(EXPORT_COLUMNS).map_err(anyhow::Error::new)?;
+                }
+                for v in views(&ctx, tenant, &rows).await? {
+                    w.write_record(export_row(&v)).map_err(anyhow::Error::new)?;
+                }
+                Ok((w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?, next))
+            }
+            .await;
+            match result {
+                Ok((bytes, next)) => Some((
+                    Ok::<_, std::io::Error>(bytes),
+                    next.map(|n| (ctx, filter, Some(n), false)),
+                )),
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
+            }
+        },
+    );
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"contacts.csv\"",
+            ),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }

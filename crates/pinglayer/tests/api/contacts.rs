@@ -383,3 +383,100 @@ async fn stop_and_start_keywords_change_consent(app: TestApp) {
     assert_eq!(r.status, 202, "{:?}", r.body);
 }
 both!(stop_and_start_keywords_change_consent);
+
+async fn bulk_tags_and_exports(app: TestApp) {
+    let owner = app.register("Shop", "o@shop.test").await;
+    for (i, lang) in ["hi", "hi", "ta"].iter().enumerate() {
+        add(&app, &owner, json!({"phone": format!("+91980000000{i}"), "name": format!("P{i}"), "language": lang, "attributes": {"n": i}})).await;
+    }
+    let r = app
+        .post(
+            "/api/v1/contacts/tags",
+            Some(&owner.token),
+            json!({"filter": {"language": "hi"}, "add": ["Hindi"]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["matched"], 2);
+    assert_eq!(
+        app.get("/api/v1/tags", &owner.token).await.body["data"][0],
+        json!({"tag": "hindi", "count": 2})
+    );
+    let r = app
+        .post(
+            "/api/v1/contacts/tags",
+            Some(&owner.token),
+            json!({"filter": {}, "add": ["all"], "remove": ["hindi"]}),
+        )
+        .await;
+    assert_eq!(r.body["matched"], 3);
+    let tags = app.get("/api/v1/tags", &owner.token).await;
+    assert_eq!(tags.body["data"], json!([{"tag": "all", "count": 3}]));
+    assert_eq!(
+        app.post(
+            "/api/v1/contacts/tags",
+            Some(&owner.token),
+            json!({"filter": {}})
+        )
+        .await
+        .status,
+        422
+    );
+
+    let csv = app
+        .raw(
+            app.client
+                .get(app.url("/api/v1/contacts/export?language=hi"))
+                .bearer_auth(&owner.token),
+        )
+        .await;
+    assert_eq!(csv.status, 200);
+    assert!(
+        csv.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = csv.body.as_str().unwrap().to_string();
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "id,phone,name,email,language,birthday,consent,tags,attributes,created_at,last_inbound_at"
+    );
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(text.contains("+919800000001") && !text.contains("+919800000002"));
+    let xlsx = app
+        .raw(
+            app.client
+                .get(app.url("/api/v1/contacts/export?format=xlsx"))
+                .bearer_auth(&owner.token),
+        )
+        .await;
+    assert_eq!(xlsx.status, 200);
+    assert!(
+        xlsx.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("spreadsheetml")
+    );
+    assert_eq!(
+        app.get("/api/v1/contacts/export?format=pdf", &owner.token)
+            .await
+            .status,
+        422
+    );
+    let other = app.register("Other", "x@other.test").await;
+    let theirs = app
+        .raw(
+            app.client
+                .get(app.url("/api/v1/contacts/export"))
+                .bearer_auth(&other.token),
+        )
+        .await;
+    assert_eq!(
+        theirs.body.as_str().unwrap().lines().count(),
+        1,
+        "only the header"
+    );
+}
+both!(bulk_tags_and_exports);
