@@ -259,3 +259,90 @@ pub async fn sandbox(numbers: u32, seconds: u64, concurrency: usize) -> anyhow::
     let _ = stop_tx.send(());
     Ok(())
 }
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Contact import: a generated CSV of `rows` contacts imported into a fresh tenant, then the
+/// same file again with `update`.
+pub async fn import(database_url: &str, rows: usize) -> anyhow::Result<()> {
+    use pinglayer_engine::imports::{Format, ImportOptions};
+    use std::io::Write;
+    let db = Db::connect(database_url, 8).await.context("connecting")?;
+    db.migrate().await?;
+    let now = pinglayer_domain::Clock::now(&SystemClock);
+    let mut tx = db.begin().await?;
+    let tenant =
+        tenants::create_in(&mut tx, "Import bench", TenantStatus::Active, false, now).await?;
+    tx.commit().await?;
+    let path = std::env::temp_dir().join(format!("pinglayer-bench-{}.csv", uuid::Uuid::now_v7()));
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        writeln!(f, "phone,name,email,language,city,tags")?;
+        for i in 0..rows {
+            writeln!(
+                f,
+                "+9198{:08},Customer {i},c{i}@example.com,{},City {},{}",
+                i,
+                ["en", "hi", "ta"][i % 3],
+                i % 100,
+                ["vip", "new", "gold;vip"][i % 3]
+            )?;
+        }
+    }
+    let size = std::fs::metadata(&path)?.len();
+    println!(
+        "backend: {:?}; {rows} rows, {:.1} MB CSV",
+        db.backend(),
+        size as f64 / 1e6
+    );
+    for (label, update) in [
+        ("first import (all new)", false),
+        ("re-import with update", true),
+    ] {
+        let copy = path.with_extension(format!("{label}.csv").replace(' ', "_"));
+        std::fs::copy(&path, &copy)?;
+        let job = db
+            .create_import(tenant.id, "bench.csv", "csv", &json!({}), now)
+            .await?;
+        let opts = ImportOptions {
+            on_duplicate: Some(if update { "update" } else { "skip" }.into()),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        pinglayer_engine::imports::run(
+            &db,
+            &SystemClock,
+            tenant.id,
+            job.id,
+            &copy,
+            Format::Csv,
+            opts,
+        )
+        .await;
+        let secs = started.elapsed().as_secs_f64();
+        let j = db.import(tenant.id, job.id).await?;
+        anyhow::ensure!(j.status == "completed", "import failed: {:?}", j.error);
+        println!(
+            "{label}: {:.0} rows/s ({:.1} s; created {}, updated {}, refused {}); peak RSS of this process so far {:.0} MB",
+            rows as f64 / secs,
+            secs,
+            j.created,
+            j.updated,
+            j.failed,
+            peak_rss_mb()
+        );
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}

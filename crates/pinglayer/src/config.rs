@@ -29,13 +29,46 @@ pub enum Command {
     Admin(AdminCommand),
     /// Serve a local simulator of the WhatsApp Cloud API (for tests, demos and benchmarks).
     Sandbox(SandboxArgs),
+    /// Contacts from the command line.
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
     /// Load benchmarks (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ContactsCommand {
+    /// Import a CSV or XLSX file into a tenant's contacts, with a progress bar.
+    Import {
+        /// The file (.csv or .xlsx).
+        file: std::path::PathBuf,
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// ISO 3166 alpha-2 for phones without a country code.
+        #[arg(long)]
+        default_country: Option<String>,
+        /// Tags added to every imported contact (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+        /// Update contacts that exist already (default: skip them).
+        #[arg(long, default_value_t = false)]
+        update: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Contact import: generates a CSV of `rows` contacts and imports it, then again with update.
+    Import {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+    },
     /// Webhook ingestion: signed status POSTs into a running app, then applied by the engine.
     Webhooks {
         /// The database to use (a bench tenant is created in it).

@@ -1,7 +1,7 @@
 use clap::Parser;
 use pinglayer::{
     admin,
-    config::{AdminCommand, BenchCommand, Cli, Command, CommonArgs, Env},
+    config::{AdminCommand, BenchCommand, Cli, Command, CommonArgs, ContactsCommand, Env},
     startup::{self, Application},
     telemetry,
 };
@@ -59,9 +59,28 @@ async fn main() -> anyhow::Result<()> {
             db.close().await;
             Ok(())
         }
+        Command::Contacts(ContactsCommand::Import {
+            file,
+            tenant,
+            default_country,
+            tags,
+            update,
+            common,
+        }) => {
+            init_logs(&common);
+            let db = startup::connect(&common).await?;
+            let result =
+                pinglayer::cli::import_contacts(&db, &file, &tenant, default_country, tags, update)
+                    .await;
+            db.close().await;
+            result
+        }
         Command::Bench(b) => {
             telemetry::init("warn", false);
             match b {
+                BenchCommand::Import { database_url, rows } => {
+                    pinglayer::bench::import(&database_url, rows).await
+                }
                 BenchCommand::Webhooks {
                     database_url,
                     events,

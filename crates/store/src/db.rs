@@ -63,6 +63,10 @@ impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?
+                // Plan every execution for its parameters: a cached generic plan is made from
+                // the statistics of its first runs (say, an empty contacts table, or a small
+                // tenant) and can scan a whole table forever after. Tenants differ wildly in size.
+                .options([("plan_cache_mode", "force_custom_plan")])
                 .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)

@@ -181,27 +181,50 @@ impl Db {
         let existing = phones_in(&mut tx, tenant, rows).await?;
         let (new, old): (Vec<&ImportRow>, Vec<&ImportRow>) =
             rows.iter().partition(|r| !existing.contains_key(&r.phone));
-        for chunk in new.chunks(1000) {
-            on_tx!(&mut tx, c => {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "insert into contacts (tenant_id, id, phone, wa_id, name, email, language, birthday, attributes, created_at, updated_at) ",
-                );
-                qb.push_values(chunk, |mut b, r| {
-                    b.push_bind(tenant)
-                        .push_bind(ContactId::new())
-                        .push_bind(r.phone.clone())
-                        .push_bind(r.phone.trim_start_matches('+').to_string())
-                        .push_bind(r.name.clone())
-                        .push_bind(r.email.clone())
-                        .push_bind(r.language.clone())
-                        .push_bind(r.birthday.clone())
-                        .push_bind(Json(Value::Object(r.attributes.clone())))
-                        .push_bind(now)
-                        .push_bind(now);
-                });
-                qb.push(" on conflict (tenant_id, phone) do nothing");
-                qb.build().execute(c).await.map(|r| r.rows_affected())
-            })?;
+        // PostgreSQL takes each column as one array (one statement, planned once per batch);
+        // SQLite a VALUES list.
+        match &mut tx {
+            Tx::Postgres(t) => {
+                sqlx::query(
+                    "insert into contacts (tenant_id, id, phone, wa_id, name, email, language, birthday, attributes, created_at, updated_at)
+                     select $1, v.*, $10, $10 from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]::jsonb[]) as v
+                     on conflict (tenant_id, phone) do nothing",
+                )
+                .bind(tenant)
+                .bind(new.iter().map(|_| ContactId::new().0).collect::<Vec<_>>())
+                .bind(new.iter().map(|r| r.phone.clone()).collect::<Vec<_>>())
+                .bind(new.iter().map(|r| r.phone.trim_start_matches('+').to_string()).collect::<Vec<_>>())
+                .bind(new.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
+                .bind(new.iter().map(|r| r.email.clone()).collect::<Vec<_>>())
+                .bind(new.iter().map(|r| r.language.clone()).collect::<Vec<_>>())
+                .bind(new.iter().map(|r| r.birthday.clone()).collect::<Vec<_>>())
+                .bind(new.iter().map(|r| Value::Object(r.attributes.clone()).to_string()).collect::<Vec<_>>())
+                .bind(now)
+                .execute(&mut **t)
+                .await?;
+            }
+            Tx::Sqlite(t) => {
+                for chunk in new.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "insert into contacts (tenant_id, id, phone, wa_id, name, email, language, birthday, attributes, created_at, updated_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(tenant)
+                            .push_bind(ContactId::new())
+                            .push_bind(r.phone.clone())
+                            .push_bind(r.phone.trim_start_matches('+').to_string())
+                            .push_bind(r.name.clone())
+                            .push_bind(r.email.clone())
+                            .push_bind(r.language.clone())
+                            .push_bind(r.birthday.clone())
+                            .push_bind(Json(Value::Object(r.attributes.clone())))
+                            .push_bind(now)
+                            .push_bind(now);
+                    });
+                    qb.push(" on conflict (tenant_id, phone) do nothing");
+                    qb.build().execute(&mut **t).await?;
+                }
+            }
         }
         out.created = new.len() as i64;
         for r in &old {
@@ -244,15 +267,35 @@ impl Db {
                 }
             }
         }
-        for chunk in tag_rows.chunks(1000) {
-            on_tx!(&mut tx, c => {
-                let mut qb = sqlx::QueryBuilder::new("insert into contact_tags (tenant_id, contact_id, tag, created_at) ");
-                qb.push_values(chunk, |mut b, (id, t)| {
-                    b.push_bind(tenant).push_bind(*id).push_bind(t.clone()).push_bind(now);
-                });
-                qb.push(" on conflict do nothing");
-                qb.build().execute(c).await.map(|r| r.rows_affected())
-            })?;
+        match &mut tx {
+            Tx::Postgres(t) if !tag_rows.is_empty() => {
+                sqlx::query(
+                    "insert into contact_tags (tenant_id, contact_id, tag, created_at)
+                     select $1, v.c, v.t, $4 from unnest($2::uuid[], $3::text[]) as v (c, t) on conflict do nothing",
+                )
+                .bind(tenant)
+                .bind(tag_rows.iter().map(|(c, _)| c.0).collect::<Vec<_>>())
+                .bind(tag_rows.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>())
+                .bind(now)
+                .execute(&mut **t)
+                .await?;
+            }
+            Tx::Postgres(_) => {}
+            Tx::Sqlite(t) => {
+                for chunk in tag_rows.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "insert into contact_tags (tenant_id, contact_id, tag, created_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, (id, tg)| {
+                        b.push_bind(tenant)
+                            .push_bind(*id)
+                            .push_bind(tg.clone())
+                            .push_bind(now);
+                    });
+                    qb.push(" on conflict do nothing");
+                    qb.build().execute(&mut **t).await?;
+                }
+            }
         }
         tx.commit().await?;
         Ok(out)
@@ -265,18 +308,30 @@ async fn phones_in(
     tenant: TenantId,
     rows: &[ImportRow],
 ) -> Result<HashMap<String, (ContactId, bool)>> {
+    type Found = Vec<(String, ContactId, Option<DateTime<Utc>>)>;
     let mut out = HashMap::new();
     for chunk in rows.chunks(1000) {
-        let found: Vec<(String, ContactId, Option<DateTime<Utc>>)> = on_tx!(tx, c => {
-            let mut qb = sqlx::QueryBuilder::new("select phone, id, deleted_at from contacts where tenant_id = ");
-            qb.push_bind(tenant).push(" and phone in (");
-            let mut sep = qb.separated(", ");
-            for r in chunk {
-                sep.push_bind(r.phone.clone());
+        let found: Found = match tx {
+            // One array parameter: PostgreSQL plans `= any($2)` well whatever the batch size
+            // (a long IN list of parameters can get a generic plan that scans the table).
+            Tx::Postgres(t) => {
+                sqlx::query_as("select phone, id, deleted_at from contacts where tenant_id = $1 and phone = any($2)")
+                    .bind(tenant)
+                    .bind(chunk.iter().map(|r| r.phone.clone()).collect::<Vec<_>>())
+                    .fetch_all(&mut **t)
+                    .await?
             }
-            qb.push(")");
-            qb.build_query_as().fetch_all(c).await
-        })?;
+            Tx::Sqlite(t) => {
+                let mut qb = sqlx::QueryBuilder::new("select phone, id, deleted_at from contacts where tenant_id = ");
+                qb.push_bind(tenant).push(" and phone in (");
+                let mut sep = qb.separated(", ");
+                for r in chunk {
+                    sep.push_bind(r.phone.clone());
+                }
+                qb.push(")");
+                qb.build_query_as().fetch_all(&mut **t).await?
+            }
+        };
         out.extend(found.into_iter().map(|(p, id, d)| (p, (id, d.is_some()))));
     }
     Ok(out)

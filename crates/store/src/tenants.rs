@@ -85,6 +85,17 @@ impl Db {
         .map_err(Into::into)
     }
 
+    pub async fn tenant_by_slug(&self, slug: &str) -> Result<Tenant> {
+        on_db!(self, p => sqlx::query_as(
+            "select id, slug, name, status, is_platform, created_at, updated_at
+             from tenants where slug = $1 and not is_platform",
+        )
+        .bind(slug)
+        .fetch_one(p)
+        .await)
+        .map_err(Into::into)
+    }
+
     /// Customer tenants, newest first. The platform's own tenant is never listed.
     pub async fn list_tenants(
         &self,

@@ -252,3 +252,60 @@ async fn xlsx_numbers_keep_their_phones(app: TestApp) {
     );
 }
 both!(xlsx_numbers_keep_their_phones);
+
+/// `pinglayer contacts import FILE --tenant SLUG` on the same database as the API.
+async fn command_line_import(app: TestApp) {
+    let owner = app.register("CLI Shop", "o@shop.test").await;
+    let slug = owner.body["tenant"]["slug"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("people.csv");
+    std::fs::write(
+        &file,
+        "phone,name\n9812345678,Asha\n9800000001,Bala\nbad,Nobody\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinglayer"))
+        .args(["contacts", "import"])
+        .arg(&file)
+        .args([
+            "--tenant",
+            &slug,
+            "--default-country",
+            "IN",
+            "--tags",
+            "cli",
+            "--database-url",
+            &app.db_url,
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 created"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let tags = app.get("/api/v1/tags", &owner.token).await;
+    assert_eq!(tags.body["data"][0], json!({"tag": "cli", "count": 2}));
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_pinglayer"))
+        .args(["contacts", "import"])
+        .arg(&file)
+        .args([
+            "--tenant",
+            "no-such-shop",
+            "--database-url",
+            &app.db_url,
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}
+both!(command_line_import);
