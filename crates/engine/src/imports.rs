@@ -1,6 +1,6 @@
 //! Contact imports: a CSV or XLSX file read row by row (CSV streamed, never whole in memory),
 //! columns mapped to contact fields (header auto-detection, unknown columns → attributes),
-//! phones parsed in the import's default country, rows upserted in batches of 1,000, every
+//! phones parsed in the import's default country, rows upserted in batches of 5,000, every
 //! refused row kept with its reason.
 
 use calamine::{Data, Reader};
@@ -20,7 +20,7 @@ use std::{
     path::Path,
 };
 
-const BATCH: usize = 1000;
+const BATCH: usize = 5000;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ImportOptions {

@@ -310,7 +310,9 @@ async fn phones_in(
 ) -> Result<HashMap<String, (ContactId, bool)>> {
     type Found = Vec<(String, ContactId, Option<DateTime<Utc>>)>;
     let mut out = HashMap::new();
-    for chunk in rows.chunks(1000) {
+    // PostgreSQL takes the whole batch as one array; SQLite's variable limit wants chunks.
+    let size = if matches!(tx, Tx::Postgres(_)) { rows.len().max(1) } else { 1000 };
+    for chunk in rows.chunks(size) {
         let found: Found = match tx {
             // One array parameter: PostgreSQL plans `= any($2)` well whatever the batch size
             // (a long IN list of parameters can get a generic plan that scans the table).
