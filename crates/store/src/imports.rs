@@ -311,7 +311,11 @@ async fn phones_in(
     type Found = Vec<(String, ContactId, Option<DateTime<Utc>>)>;
     let mut out = HashMap::new();
     // PostgreSQL takes the whole batch as one array; SQLite's variable limit wants chunks.
-    let size = if matches!(tx, Tx::Postgres(_)) { rows.len().max(1) } else { 1000 };
+    let size = if matches!(tx, Tx::Postgres(_)) {
+        rows.len().max(1)
+    } else {
+        1000
+    };
     for chunk in rows.chunks(size) {
         let found: Found = match tx {
             // One array parameter: PostgreSQL plans `= any($2)` well whatever the batch size
