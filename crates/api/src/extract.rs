@@ -113,3 +113,26 @@ pub fn json_value(
         ApiError::bad_request("malformed_json", format!("The body is not valid JSON: {e}"))
     })
 }
+
+/// A JSON body that may be left out: an empty (or blank) body is `T::default()`. For actions
+/// whose options are all optional (logout, sync, opt-in/out).
+pub struct OptionalJson<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                _ => ApiError::bad_request("malformed_body", e.body_text()),
+            })?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        serde_json::from_slice(&body)
+            .map(OptionalJson)
+            .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))
+    }
+}

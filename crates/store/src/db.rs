@@ -121,6 +121,34 @@ impl Db {
         Ok(())
     }
 
+    /// Takes a lease on due rows with one `UPDATE … WHERE key IN (SELECT … LIMIT $3 {lock})
+    /// RETURNING …`, binding `$1` now, `$2` the lease's end and `$3` the limit. PostgreSQL gets
+    /// `FOR UPDATE SKIP LOCKED` in place of `{lock}`, so concurrent claimers take disjoint rows;
+    /// SQLite has one writer, so the bare statement is already exclusive. Every queue (outbox,
+    /// webhook events) claims through here.
+    pub(crate) async fn claim<R>(
+        &self,
+        sql: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<R>>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + Send
+            + Unpin,
+    {
+        let lock = match self {
+            Db::Postgres(_) => "for update skip locked",
+            Db::Sqlite(_) => "",
+        };
+        let sql = sqlx::AssertSqlSafe(sql.replace("{lock}", lock));
+        Ok(
+            on_db!(self, p => sqlx::query_as(sql).bind(now).bind(lease_until).bind(limit).fetch_all(p).await)?,
+        )
+    }
+
     pub async fn begin(&self) -> Result<Tx> {
         Ok(match self {
             Db::Postgres(p) => Tx::Postgres(p.begin().await?),

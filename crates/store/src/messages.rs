@@ -319,39 +319,18 @@ impl Db {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<Vec<Claimed>> {
-        // PostgreSQL lets concurrent claimers skip each other's rows; SQLite has one writer,
-        // so the same statement without the locking clause is already exclusive.
-        macro_rules! claim_sql {
-            ($lock:literal) => {
-                concat!(
-                    "update messages set status = 'sending', status_rank = 1, attempts = attempts + 1, lease_until = $2, updated_at = $1
-                     where (tenant_id, id) in (
-                        select tenant_id, id from messages
-                        where (status = 'queued' and next_attempt_at <= $1) or (status = 'sending' and lease_until < $1)
-                        order by next_attempt_at limit $3 ", $lock, ")
-                     returning tenant_id, id, number_id, content, to_phone, attempts, created_at"
-                )
-            };
-        }
-        let rows = match self {
-            Db::Postgres(p) => {
-                sqlx::query_as(claim_sql!("for update skip locked"))
-                    .bind(now)
-                    .bind(now + lease)
-                    .bind(limit)
-                    .fetch_all(p)
-                    .await?
-            }
-            Db::Sqlite(p) => {
-                sqlx::query_as(claim_sql!(""))
-                    .bind(now)
-                    .bind(now + lease)
-                    .bind(limit)
-                    .fetch_all(p)
-                    .await?
-            }
-        };
-        Ok(rows)
+        self.claim(
+            "update messages set status = 'sending', status_rank = 1, attempts = attempts + 1, lease_until = $2, updated_at = $1
+             where (tenant_id, id) in (
+                select tenant_id, id from messages
+                where (status = 'queued' and next_attempt_at <= $1) or (status = 'sending' and lease_until < $1)
+                order by next_attempt_at limit $3 {lock})
+             returning tenant_id, id, number_id, content, to_phone, attempts, created_at",
+            now,
+            now + lease,
+            limit,
+        )
+        .await
     }
 
     /// Meta accepted the message: it is `sent`, unless a webhook already moved it further.

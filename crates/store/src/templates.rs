@@ -105,35 +105,7 @@ impl Db {
         versions: &[LanguageVersion],
         now: DateTime<Utc>,
     ) -> Result<TemplateId> {
-        let TemplateHead {
-            tenant,
-            waba_id,
-            name,
-            category,
-            parameter_format,
-        } = *head;
-        let mut tx = self.begin().await?;
-        let id = TemplateId::new();
-        on_tx!(&mut tx, c => sqlx::query(
-            "insert into templates (tenant_id, id, waba_id, name, category, parameter_format, created_at, updated_at)
-             values ($1, $2, $3, $4, $5, $6, $7, $7)",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(waba_id)
-        .bind(name)
-        .bind(category)
-        .bind(parameter_format)
-        .bind(now)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))
-        .map_err(conflict_on_unique("template_name"))?;
-        for v in versions {
-            upsert_language(&mut tx, tenant, id, v, now).await?;
-        }
-        tx.commit().await?;
-        Ok(id)
+        self.put_template(head, versions, false, now).await
     }
 
     /// Brings a template (found by WABA and name, created if new) in line with what Meta says.
@@ -143,33 +115,43 @@ impl Db {
         versions: &[LanguageVersion],
         now: DateTime<Utc>,
     ) -> Result<TemplateId> {
-        let TemplateHead {
-            tenant,
-            waba_id,
-            name,
-            category,
-            parameter_format,
-        } = *head;
-        let mut tx = self.begin().await?;
-        let id: TemplateId = on_tx!(&mut tx, c => sqlx::query_scalar(
-            "insert into templates (tenant_id, id, waba_id, name, category, parameter_format, created_at, updated_at)
-             values ($1, $2, $3, $4, $5, $6, $7, $7)
-             on conflict (tenant_id, waba_id, name) do update set
+        self.put_template(head, versions, true, now).await
+    }
+
+    /// Writes a template and its versions in one transaction. A name already used in the WABA
+    /// is updated when `update` (sync), else refused with `Conflict("template_name")` (create).
+    async fn put_template(
+        &self,
+        head: &TemplateHead<'_>,
+        versions: &[LanguageVersion],
+        update: bool,
+        now: DateTime<Utc>,
+    ) -> Result<TemplateId> {
+        let on_conflict = if update {
+            "on conflict (tenant_id, waba_id, name) do update set
                 category = excluded.category, parameter_format = excluded.parameter_format,
-                updated_at = excluded.updated_at
-             returning id",
-        )
-        .bind(tenant)
-        .bind(TemplateId::new())
-        .bind(waba_id)
-        .bind(name)
-        .bind(category)
-        .bind(parameter_format)
-        .bind(now)
-        .fetch_one(c)
-        .await)?;
+                updated_at = excluded.updated_at"
+        } else {
+            ""
+        };
+        let sql = sqlx::AssertSqlSafe(format!(
+            "insert into templates (tenant_id, id, waba_id, name, category, parameter_format, created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $7) {on_conflict} returning id"
+        ));
+        let mut tx = self.begin().await?;
+        let id: TemplateId = on_tx!(&mut tx, c => sqlx::query_scalar(sql)
+            .bind(head.tenant)
+            .bind(TemplateId::new())
+            .bind(head.waba_id)
+            .bind(head.name)
+            .bind(head.category)
+            .bind(head.parameter_format)
+            .bind(now)
+            .fetch_one(c)
+            .await)
+        .map_err(conflict_on_unique("template_name"))?;
         for v in versions {
-            upsert_language(&mut tx, tenant, id, v, now).await?;
+            upsert_language(&mut tx, head.tenant, id, v, now).await?;
         }
         tx.commit().await?;
         Ok(id)

@@ -45,35 +45,18 @@ impl Db {
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<Vec<WebhookEvent>> {
-        macro_rules! claim_sql {
-            ($lock:literal) => {
-                concat!(
-                    "update webhook_events set attempts = attempts + 1, lease_until = $2
-                     where id in (select id from webhook_events
-                        where status = 'pending' and next_attempt_at <= $1 and (lease_until is null or lease_until < $1)
-                        order by next_attempt_at, id limit $3 ", $lock, ")
-                     returning id, received_at, scope, body, attempts"
-                )
-            };
-        }
-        let mut rows: Vec<WebhookEvent> = match self {
-            Db::Postgres(p) => {
-                sqlx::query_as(claim_sql!("for update skip locked"))
-                    .bind(now)
-                    .bind(now + lease)
-                    .bind(limit)
-                    .fetch_all(p)
-                    .await?
-            }
-            Db::Sqlite(p) => {
-                sqlx::query_as(claim_sql!(""))
-                    .bind(now)
-                    .bind(now + lease)
-                    .bind(limit)
-                    .fetch_all(p)
-                    .await?
-            }
-        };
+        let mut rows: Vec<WebhookEvent> = self
+            .claim(
+                "update webhook_events set attempts = attempts + 1, lease_until = $2
+                 where id in (select id from webhook_events
+                    where status = 'pending' and next_attempt_at <= $1 and (lease_until is null or lease_until < $1)
+                    order by next_attempt_at, id limit $3 {lock})
+                 returning id, received_at, scope, body, attempts",
+                now,
+                now + lease,
+                limit,
+            )
+            .await?;
         rows.sort_by_key(|e| e.id);
         Ok(rows)
     }

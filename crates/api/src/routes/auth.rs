@@ -25,7 +25,7 @@ use crate::{
         secrets::{self, AccessClaims},
         throttle::retry_after_secs,
     },
-    extract::{ClientIp, Json},
+    extract::{ClientIp, Json, OptionalJson},
 };
 
 pub fn routes() -> OpenApiRouter<ApiContext> {
@@ -386,14 +386,8 @@ async fn refresh(
 async fn logout(
     State(ctx): State<ApiContext>,
     parts: http::request::Parts,
-    body: axum::body::Bytes,
+    OptionalJson(req): OptionalJson<LogoutRequest>,
 ) -> ApiResult<StatusCode> {
-    let req: LogoutRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        LogoutRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?
-    };
     let now = ctx.clock.now();
     if let Some(rt) = req.refresh_token {
         if let Some(tenant) = ctx

@@ -27,7 +27,7 @@ use super::{
 use crate::{
     ApiContext, ApiError, ApiResult,
     auth::{Auth, perm},
-    extract::{Json, PathId, Query},
+    extract::{Json, OptionalJson, PathId, Query},
 };
 
 pub fn routes() -> OpenApiRouter<ApiContext> {
@@ -539,14 +539,8 @@ async fn consent(
     p: &crate::auth::Principal,
     id: ContactId,
     to: Consent,
-    body: &[u8],
+    req: ConsentRequest,
 ) -> ApiResult<axum::Json<ContactView>> {
-    let req: ConsentRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ConsentRequest::default()
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?
-    };
     ctx.db
         .set_consent(
             p.tenant.id,
@@ -568,9 +562,9 @@ async fn opt_out(
     State(ctx): State<ApiContext>,
     Auth(p, ..): Auth<perm::ContactsWrite>,
     PathId(id): PathId<ContactId>,
-    body: axum::body::Bytes,
+    OptionalJson(req): OptionalJson<ConsentRequest>,
 ) -> ApiResult<axum::Json<ContactView>> {
-    consent(&ctx, &p, id, Consent::OptedOut, &body).await
+    consent(&ctx, &p, id, Consent::OptedOut, req).await
 }
 
 /// Record that the contact agreed to marketing messages.
@@ -580,9 +574,9 @@ async fn opt_in(
     State(ctx): State<ApiContext>,
     Auth(p, ..): Auth<perm::ContactsWrite>,
     PathId(id): PathId<ContactId>,
-    body: axum::body::Bytes,
+    OptionalJson(req): OptionalJson<ConsentRequest>,
 ) -> ApiResult<axum::Json<ContactView>> {
-    consent(&ctx, &p, id, Consent::OptedIn, &body).await
+    consent(&ctx, &p, id, Consent::OptedIn, req).await
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -21,7 +21,7 @@ use super::views::{ErrorBody, Page, PageQuery};
 use crate::{
     ApiContext, ApiError, ApiResult,
     auth::{Auth, perm},
-    extract::{Json, PathId, Query},
+    extract::{Json, OptionalJson, PathId, Query},
 };
 
 pub fn routes() -> OpenApiRouter<ApiContext> {
@@ -510,14 +510,8 @@ pub struct SyncResult {
 async fn sync_templates(
     State(ctx): State<ApiContext>,
     Auth(p, ..): Auth<perm::TemplatesManage>,
-    body: axum::body::Bytes,
+    OptionalJson(req): OptionalJson<SyncRequest>,
 ) -> ApiResult<axum::Json<SyncResult>> {
-    let req: SyncRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        SyncRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))?
-    };
     let numbers = match req.number_id.as_deref() {
         Some(_) => vec![acting_number(&ctx, p.tenant.id, req.number_id.as_deref()).await?],
         None => {
