@@ -65,4 +65,6 @@ typed_id!(
     ConsentEventId,
     SegmentId,
     ImportId,
+    CampaignId,
+    RunId,
 );

@@ -4,6 +4,7 @@
 //! can trust them: an [`Email`] is lower-cased and well-formed, a [`NewPassword`] passed the
 //! policy, a [`Role`] grants exactly the permissions in [`role::MATRIX`].
 
+pub mod campaign;
 pub mod clock;
 pub mod contact;
 pub mod crypto;

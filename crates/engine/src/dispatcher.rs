@@ -1,27 +1,41 @@
-//! The dispatcher: outbox → Cloud API.
+//! The dispatcher: outbox → Cloud API, one lane per sending number.
 //!
-//! A round claims a batch of due messages (a committed lease, so a crashed worker's messages
-//! return to the queue when the lease runs out), sends them concurrently, each paced by its
-//! sending number's throughput, and records what Meta answered:
-//! accepted → `sent` (webhooks take it further); transient errors → back to the queue with
-//! back-off until `retry_for` has passed; anything else → `failed` with Meta's code and words.
+//! Each number with due messages gets a lane: one process at a time holds it (a lease row in
+//! `dispatch_lanes`, renewed before every batch), so the number's throughput is honoured across
+//! any number of `serve`/`worker` processes, and numbers are served independently — one
+//! tenant's million-message campaign never delays another number's messages. Within a lane,
+//! conversational and one-off messages (priority 0) go before campaign messages (priority 1).
+//!
+//! A batch is half a second of the number's throughput: claimed with a committed lease (a
+//! crashed worker's messages return to the queue when the lease runs out), campaign messages
+//! rendered for their contact, sent concurrently under the number's token bucket, and recorded:
+//! accepted → `sent` (webhooks take it further), all acceptances of the batch in one
+//! transaction; transient errors → back to the queue with back-off until `retry_for` has
+//! passed; anything else → `failed` with Meta's code and words.
 //!
 //! Double sends: Meta's send has no idempotency key. A message is sent twice only if a worker
-//! dies (or its call times out) after Meta accepted it but before `sent` was recorded — a window
-//! of one HTTP round trip plus one UPDATE. Our id rides in `biz_opaque_callback_data`, so even
-//! then both copies' statuses land on the one message.
+//! dies (or its database write fails) after Meta accepted it but before the batch's acceptances
+//! were recorded — a window of at most one batch (≈0.5 s of sending plus one transaction), and
+//! only for the messages of that batch; they are sent again when their lease expires. Our id
+//! rides in `biz_opaque_callback_data`, so both copies' statuses land on the one message.
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota};
-use pinglayer_domain::{MessageId, NumberId, TenantId};
-use pinglayer_store::messages::Claimed;
+use pinglayer_domain::{
+    ContactId, MessageId, NumberId, RunId, TenantId, campaign::CampaignStatus,
+};
+use pinglayer_store::{
+    contacts::Contact,
+    messages::{Accepted, Claimed},
+};
 use pinglayer_whatsapp::{
     ErrorAction,
     types::{Content, SendMessage},
 };
+use tokio::sync::watch;
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     num::NonZeroU32,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -77,7 +91,12 @@ impl Engine {
         // Keep the existing bucket when the rate is unchanged, so a refresh does not reset pacing.
         let limiter = match map.get(&number) {
             Some(old) if old.rate == rps.get() => old.limiter.clone(),
-            _ => Arc::new(DefaultDirectRateLimiter::direct(Quota::per_second(rps))),
+            // A tenth of a second of burst: enough to absorb the pause between batches, too
+            // little to overshoot the number's limit in any one second.
+            _ => Arc::new(DefaultDirectRateLimiter::direct(
+                Quota::per_second(rps)
+                    .allow_burst(NonZeroU32::new((rps.get() / 10).max(1)).expect("positive")),
+            )),
         };
         let s = Sender {
             phone_number_id: n.phone_number_id,
@@ -90,60 +109,218 @@ impl Engine {
         Ok(s)
     }
 
-    /// One round: claim, send, record. Returns how many messages were claimed.
+    /// Sends what is due on every number once (one batch each): for tests and tools.
     pub async fn dispatch_once(&self) -> anyhow::Result<usize> {
         let now = self.clock.now();
-        let lease = chrono::Duration::from_std(self.config.lease)?;
-        let claimed = self
-            .db
-            .claim_outbox(self.config.dispatch_batch, lease, now)
-            .await?;
-        let n = claimed.len();
-        futures::stream::iter(claimed)
-            .for_each_concurrent(self.config.dispatch_concurrency, |m| async move {
-                let (tenant, id) = (m.tenant_id, m.id);
-                if let Err(e) = self.send_one(m).await {
-                    tracing::warn!(%tenant, message_id = %id, error = %e, "could not record a send; the lease will expire and it is retried");
-                }
-            })
-            .await;
+        let mut n = 0;
+        for (tenant, number) in self.db.due_numbers(now).await? {
+            if !self.lanes.try_open(number) {
+                continue;
+            }
+            let holder = self.lanes.holder.clone();
+            if self
+                .db
+                .acquire_lane(number, &holder, now + LANE_LEASE, now)
+                .await?
+            {
+                n += self.lane_batch(tenant, number).await.unwrap_or(0);
+                self.db.release_lane(number, &holder).await?;
+            }
+            self.lanes.close(number);
+        }
         Ok(n)
     }
 
-    async fn send_one(&self, m: Claimed) -> anyhow::Result<()> {
-        let sender = match self.sender(m.tenant_id, m.number_id).await {
-            Ok(s) => s,
+    /// One batch of one number's lane: claim, render campaign messages, send paced, record.
+    /// Returns how many messages were claimed.
+    async fn lane_batch(&self, tenant: TenantId, number: NumberId) -> anyhow::Result<usize> {
+        let sender = match self.sender(tenant, number).await {
+            Ok(s) => Some(s),
             Err(e) => {
-                tracing::warn!(error = %e, "sending number unavailable");
-                return self
-                    .fail(
-                        m.tenant_id,
-                        m.id,
-                        None,
-                        "number_unavailable",
-                        Some(
-                            "The sending number is disconnected or its credentials cannot be read.",
-                        ),
-                    )
-                    .await;
+                tracing::warn!(%number, error = %e, "sending number unavailable");
+                None
             }
         };
-        let content: Content = match serde_json::from_str(&m.content) {
+        // Half a second of sending per batch: small enough that a one-off message waits
+        // behind at most that, large enough to amortise the claim and the record.
+        let size = sender
+            .as_ref()
+            .map(|s| (s.rate as i64 / 2).clamp(1, self.config.dispatch_batch))
+            .unwrap_or(self.config.dispatch_batch);
+        let now = self.clock.now();
+        let lease = chrono::Duration::from_std(self.config.lease)?;
+        let claimed = self.db.claim_lane(number, size, lease, now).await?;
+        let n = claimed.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        metrics::counter!("dispatch_claimed_total").increment(n as u64);
+        let Some(sender) = sender else {
+            for m in claimed {
+                self.fail(
+                    m.tenant_id,
+                    m.id,
+                    None,
+                    "number_unavailable",
+                    Some("The sending number is disconnected or its credentials cannot be read."),
+                )
+                .await?;
+            }
+            return Ok(n);
+        };
+        let ready = self.prepare(claimed).await?;
+        let outcomes: Vec<(Ready, Outcome)> = futures::stream::iter(ready)
+            .map(|r| {
+                let sender = sender.clone();
+                async move {
+                    let o = self.send_prepared(&sender, &r).await;
+                    (r, o)
+                }
+            })
+            .buffer_unordered(self.config.dispatch_concurrency)
+            .collect()
+            .await;
+        self.record(outcomes).await?;
+        Ok(n)
+    }
+
+    /// Renders campaign messages for their contacts (and holds or drops those that may not go
+    /// now); other messages pass through as they are.
+    async fn prepare(&self, claimed: Vec<Claimed>) -> anyhow::Result<Vec<Ready>> {
+        let now = self.clock.now();
+        let mut runs: Vec<(TenantId, RunId)> = claimed
+            .iter()
+            .filter_map(|m| m.run_id.map(|r| (m.tenant_id, r)))
+            .collect();
+        runs.sort();
+        runs.dedup();
+        if runs.is_empty() {
+            return Ok(claimed
+                .into_iter()
+                .map(|m| Ready {
+                    content: m.content.clone(),
+                    rendered: false,
+                    m,
+                })
+                .collect());
+        }
+        let states = self.db.runs_sendable(&runs).await?;
+        let mut contacts: HashMap<TenantId, Vec<ContactId>> = HashMap::new();
+        for m in claimed.iter().filter(|m| m.run_id.is_some()) {
+            contacts.entry(m.tenant_id).or_default().push(m.contact_id);
+        }
+        let mut people: HashMap<(TenantId, ContactId), Contact> = HashMap::new();
+        for (tenant, ids) in contacts {
+            for c in self.db.contacts_by_ids(tenant, &ids).await? {
+                people.insert((tenant, c.id), c);
+            }
+        }
+        let mut out = Vec::with_capacity(claimed.len());
+        let mut hold = Vec::new();
+        let mut quiet: HashMap<DateTime<Utc>, Vec<(TenantId, MessageId)>> = HashMap::new();
+        for m in claimed {
+            let Some(run) = m.run_id else {
+                out.push(Ready {
+                    content: m.content.clone(),
+                    rendered: false,
+                    m,
+                });
+                continue;
+            };
+            let Some((campaign, status)) = states.get(&run).copied() else {
+                self.fail(m.tenant_id, m.id, None, "campaign_missing", None)
+                    .await?;
+                continue;
+            };
+            match status {
+                CampaignStatus::Running => {}
+                CampaignStatus::Paused | CampaignStatus::Scheduled | CampaignStatus::Draft => {
+                    hold.push((m.tenant_id, m.id));
+                    continue;
+                }
+                _ => {
+                    self.fail(m.tenant_id, m.id, None, "campaign_cancelled", None)
+                        .await?;
+                    continue;
+                }
+            }
+            // Messages already claimed may still be sent while content renders; that is fine.
+            if !m.content.is_empty() {
+                out.push(Ready {
+                    content: m.content.clone(),
+                    rendered: false,
+                    m,
+                });
+                continue;
+            }
+            let plan = self.plan(m.tenant_id, campaign).await?;
+            let plan = match plan.as_ref() {
+                Ok(p) => p,
+                Err(e) => {
+                    self.db
+                        .fail_campaign(m.tenant_id, campaign, &e.to_string(), now)
+                        .await?;
+                    self.fail(m.tenant_id, m.id, None, "campaign_failed", Some(&e.to_string()))
+                        .await?;
+                    continue;
+                }
+            };
+            if let Some(until) = plan.quiet.and_then(|q| q.resume_at(now)) {
+                quiet.entry(until).or_default().push((m.tenant_id, m.id));
+                continue;
+            }
+            let Some(contact) = people
+                .get(&(m.tenant_id, m.contact_id))
+                .filter(|c| c.deleted_at.is_none())
+            else {
+                self.fail(m.tenant_id, m.id, None, "contact_deleted", None)
+                    .await?;
+                continue;
+            };
+            if plan.marketing && contact.consent.as_deref() == Some("opted_out") {
+                self.fail(
+                    m.tenant_id,
+                    m.id,
+                    None,
+                    "contact_opted_out",
+                    Some("The contact opted out of marketing after the campaign started."),
+                )
+                .await?;
+                continue;
+            }
+            match plan.render(contact) {
+                Ok(content) => out.push(Ready {
+                    content: serde_json::to_string(&content)?,
+                    rendered: true,
+                    m,
+                }),
+                Err(why) => {
+                    self.fail(m.tenant_id, m.id, None, &why, None).await?;
+                }
+            }
+        }
+        if !hold.is_empty() {
+            self.db.requeue(&hold, None, now).await?;
+        }
+        for (until, keys) in quiet {
+            self.db.requeue(&keys, Some(until), now).await?;
+        }
+        Ok(out)
+    }
+
+    async fn send_prepared(&self, sender: &Sender, r: &Ready) -> Outcome {
+        let content: Content = match serde_json::from_str(&r.content) {
             Ok(c) => c,
             Err(e) => {
-                return self
-                    .fail(
-                        m.tenant_id,
-                        m.id,
-                        None,
-                        "invalid_content",
-                        Some(&e.to_string()),
-                    )
-                    .await;
+                return Outcome::Fail {
+                    code: None,
+                    title: "invalid_content".into(),
+                    detail: Some(e.to_string()),
+                };
             }
         };
-        let mut msg = SendMessage::new(m.to_phone.trim_start_matches('+'), content);
-        msg.biz_opaque_callback_data = Some(m.id.to_string());
+        let mut msg = SendMessage::new(r.m.to_phone.trim_start_matches('+'), content);
+        msg.biz_opaque_callback_data = Some(r.m.id.to_string());
         sender.limiter.until_ready().await;
         let started = Instant::now();
         let result = self
@@ -155,14 +332,14 @@ impl Engine {
         match result {
             Ok(resp) => {
                 metrics::counter!("dispatch_sent_total").increment(1);
-                let wamid = resp
-                    .messages
-                    .first()
-                    .map(|x| x.id.as_str())
-                    .unwrap_or_default();
-                self.db
-                    .record_accepted(m.tenant_id, m.id, wamid, now)
-                    .await?;
+                metrics::counter!("dispatch_lane_sent_total", "number" => sender.phone_number_id.clone()).increment(1);
+                Outcome::Accepted {
+                    wamid: resp
+                        .messages
+                        .first()
+                        .map(|x| x.id.clone())
+                        .unwrap_or_default(),
+                }
             }
             Err(e) => {
                 let code = e.code();
@@ -175,18 +352,62 @@ impl Engine {
                 };
                 match e.action() {
                     ErrorAction::RetryLater { after }
-                        if within(m.created_at, now, self.config.retry_for) =>
+                        if within(r.m.created_at, now, self.config.retry_for) =>
                     {
-                        let at = now + chrono::Duration::from_std(backoff(m.attempts, after))?;
-                        self.db
-                            .record_retry(m.tenant_id, m.id, at, code, &title, now)
-                            .await?;
+                        let wait = backoff(r.m.attempts, after);
+                        Outcome::Retry {
+                            at: now
+                                + chrono::Duration::from_std(wait)
+                                    .unwrap_or(chrono::Duration::seconds(900)),
+                            code,
+                            title,
+                        }
                     }
-                    _ => {
-                        self.fail(m.tenant_id, m.id, code, &title, detail.as_deref())
-                            .await?
-                    }
+                    _ => Outcome::Fail {
+                        code,
+                        title,
+                        detail,
+                    },
                 }
+            }
+        }
+    }
+
+    /// Records a batch's outcomes: every acceptance in one transaction, then the rest.
+    async fn record(&self, outcomes: Vec<(Ready, Outcome)>) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        let mut accepted = Vec::new();
+        for (r, o) in &outcomes {
+            if let Outcome::Accepted { wamid } = o {
+                accepted.push(Accepted {
+                    tenant_id: r.m.tenant_id,
+                    id: r.m.id,
+                    wamid: wamid.clone(),
+                    content: r.rendered.then(|| r.content.clone()),
+                    preview: r.rendered.then(|| preview_of(&r.content)),
+                });
+            }
+        }
+        if let Err(e) = self.db.record_accepted(&accepted, now).await {
+            tracing::warn!(error = %e, count = accepted.len(), "could not record sends; their leases will expire and they are retried");
+        }
+        for (r, o) in outcomes {
+            let (tenant, id) = (r.m.tenant_id, r.m.id);
+            let res = match o {
+                Outcome::Accepted { .. } => Ok(()),
+                Outcome::Retry { at, code, title } => self
+                    .db
+                    .record_retry(tenant, id, at, code, &title, now)
+                    .await
+                    .map_err(Into::into),
+                Outcome::Fail {
+                    code,
+                    title,
+                    detail,
+                } => self.fail(tenant, id, code, &title, detail.as_deref()).await,
+            };
+            if let Err(e) = res {
+                tracing::warn!(%tenant, message_id = %id, error = %e, "could not record a send; the lease will expire and it is retried");
             }
         }
         Ok(())
@@ -207,26 +428,152 @@ impl Engine {
             .await?)
     }
 
+    /// Runs one number's lane until it has nothing due (or the process stops), renewing the
+    /// lane's lease before each batch.
+    async fn run_lane(self, tenant: TenantId, number: NumberId, mut stop: watch::Receiver<bool>) {
+        let holder = self.lanes.holder.clone();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let now = self.clock.now();
+            match self.db.acquire_lane(number, &holder, now + LANE_LEASE, now).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!(%number, error = %e, "lane lease failed");
+                    break;
+                }
+            }
+            match self.lane_batch(tenant, number).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(%number, error = %e, "dispatch batch failed");
+                    tokio::select! {
+                        _ = stop.changed() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.db.release_lane(number, &holder).await {
+            tracing::warn!(%number, error = %e, "could not release a lane; its lease will expire");
+        }
+        self.lanes.close(number);
+        // Work may have arrived between the last empty claim and the release.
+        self.wake.dispatch.notify_one();
+    }
+
     pub(crate) async fn dispatch_loop(self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut lanes = tokio::task::JoinSet::new();
+        let mut depth_at = Instant::now() - Duration::from_secs(60);
         loop {
-            let claimed = match self.dispatch_once().await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "dispatch round failed");
-                    0
+            let now = self.clock.now();
+            match self.db.due_numbers(now).await {
+                Ok(due) => {
+                    for (tenant, number) in due {
+                        if !self.lanes.try_open(number) {
+                            continue;
+                        }
+                        match self
+                            .db
+                            .acquire_lane(number, &self.lanes.holder, now + LANE_LEASE, now)
+                            .await
+                        {
+                            Ok(true) => {
+                                lanes.spawn(self.clone().run_lane(tenant, number, stop_rx.clone()));
+                            }
+                            _ => self.lanes.close(number),
+                        }
+                    }
                 }
-            };
-            if claimed > 0 {
-                continue;
+                Err(e) => tracing::warn!(error = %e, "could not list due numbers"),
+            }
+            while lanes.try_join_next().is_some() {}
+            if depth_at.elapsed() > Duration::from_secs(5) {
+                depth_at = Instant::now();
+                if let Ok(d) = self.db.outbox_depth().await {
+                    metrics::gauge!("dispatch_queue_depth").set(d as f64);
+                }
+                metrics::gauge!("dispatch_lanes_open").set(self.lanes.count() as f64);
             }
             tokio::select! {
-                _ = &mut stop => return,
+                _ = &mut stop => break,
                 _ = self.wake.dispatch.notified() => {}
                 _ = tokio::time::sleep(self.config.poll) => {}
             }
         }
+        // Let each lane finish (and record) the batch it is sending.
+        let _ = stop_tx.send(true);
+        while lanes.join_next().await.is_some() {}
     }
+}
+
+/// A lane's lease on its number; renewed before every batch.
+const LANE_LEASE: chrono::Duration = chrono::Duration::seconds(30);
+
+/// The lanes this process runs, and its name as a lane holder.
+#[derive(Clone)]
+pub struct Lanes {
+    open: Arc<Mutex<HashSet<NumberId>>>,
+    pub(crate) holder: Arc<str>,
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Self {
+            open: Default::default(),
+            holder: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4()).into(),
+        }
+    }
+}
+
+impl Lanes {
+    fn try_open(&self, n: NumberId) -> bool {
+        self.open.lock().expect("lanes poisoned").insert(n)
+    }
+    fn close(&self, n: NumberId) {
+        self.open.lock().expect("lanes poisoned").remove(&n);
+    }
+    fn count(&self) -> usize {
+        self.open.lock().expect("lanes poisoned").len()
+    }
+}
+
+/// A claimed message with the content it goes out with.
+struct Ready {
+    m: Claimed,
+    content: String,
+    /// Rendered now from a campaign (so stored with the acceptance).
+    rendered: bool,
+}
+
+enum Outcome {
+    Accepted {
+        wamid: String,
+    },
+    Retry {
+        at: DateTime<Utc>,
+        code: Option<i64>,
+        title: String,
+    },
+    Fail {
+        code: Option<i64>,
+        title: String,
+        detail: Option<String>,
+    },
+}
+
+fn preview_of(content: &str) -> String {
+    serde_json::from_str::<Content>(content)
+        .map(|c| match c {
+            Content::Template { template } => format!("Template: {} ({})", template.name, template.language.code),
+            other => other.kind().to_string(),
+        })
+        .unwrap_or_default()
 }
 
 fn within(created: DateTime<Utc>, now: DateTime<Utc>, window: Duration) -> bool {

@@ -2,6 +2,7 @@
 //!
 //! - [`dispatcher`]: claims due messages from the outbox, paces them per sending number, sends
 //!   them through the Cloud API and records the answer (retrying what Meta says is transient);
+//! - [`campaigns`]: starts due campaign runs and fans their audiences out into the outbox;
 //! - [`webhooks`]: applies stored webhook events — delivery statuses (forward-only, batched),
 //!   inbound messages (contacts, conversations, the 24-hour window), template reviews;
 //! - [`housekeeping`]: purges expired auth data.
@@ -10,6 +11,7 @@
 //! `worker` run until shutdown. Several processes may run them on one PostgreSQL database:
 //! every claim is a committed lease taken with `FOR UPDATE SKIP LOCKED`.
 
+pub mod campaigns;
 pub mod dispatcher;
 pub mod housekeeping;
 pub mod imports;
@@ -33,12 +35,15 @@ pub struct Engine {
     /// wait for their next poll.
     pub wake: Wake,
     pub(crate) pacing: dispatcher::Pacing,
+    pub(crate) lanes: dispatcher::Lanes,
+    pub(crate) plans: campaigns::Plans,
 }
 
 #[derive(Clone, Default)]
 pub struct Wake {
     pub dispatch: Arc<Notify>,
     pub webhooks: Arc<Notify>,
+    pub campaigns: Arc<Notify>,
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +90,8 @@ impl Engine {
             config,
             wake: Wake::default(),
             pacing: Default::default(),
+            lanes: Default::default(),
+            plans: Default::default(),
         }
     }
 
@@ -97,6 +104,7 @@ impl Engine {
         tracing::info!("background workers started");
         let d = tokio::spawn(self.clone().dispatch_loop(stopped(rx.clone())));
         let w = tokio::spawn(self.clone().webhook_loop(stopped(rx.clone())));
+        let c = tokio::spawn(self.clone().campaign_loop(stopped(rx.clone())));
         let h = {
             let db = self.db.clone();
             let clock = self.clock.clone();
@@ -105,7 +113,7 @@ impl Engine {
         };
         shutdown.await;
         let _ = tx.send(true);
-        let _ = tokio::join!(d, w, h);
+        let _ = tokio::join!(d, w, c, h);
         tracing::info!("background workers stopped");
     }
 }

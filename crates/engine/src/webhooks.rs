@@ -174,7 +174,7 @@ impl Engine {
                 }
             }
         }
-        let applied = self.db.apply_statuses(&updates).await?;
+        let applied = self.db.apply_statuses(&updates, now).await?;
         round.statuses_moved = applied.moved.len();
         metrics::counter!("webhook_statuses_total").increment(updates.len() as u64);
         metrics::counter!("webhook_statuses_unknown_total").increment(applied.unknown.len() as u64);
@@ -271,6 +271,8 @@ impl Engine {
         )
         .await?;
         inbox::note_contact_inbound_in(&mut tx, num.tenant_id, contact, sent_at).await?;
+        pinglayer_store::campaigns::attribute_reply_in(&mut tx, num.tenant_id, contact, num.id, sent_at)
+            .await?;
         // STOP / START (and their translations) change marketing consent, and are confirmed.
         let mut confirmed = false;
         if let Some(want) = m.keyword_text().and_then(keyword) {

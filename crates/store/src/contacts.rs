@@ -181,6 +181,27 @@ impl Db {
         .map_err(Into::into)
     }
 
+    /// Contacts by id, deleted ones included (the dispatcher tells them apart).
+    pub async fn contacts_by_ids(&self, tenant: TenantId, ids: &[ContactId]) -> Result<Vec<Contact>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                concat!("select ", contact_cols!(), " from contacts c where c.tenant_id = $1 and c.id in ({})"),
+                marks.join(", ")
+            );
+            let rows: Vec<Contact> = on_db!(self, p => {
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(tenant);
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.fetch_all(p).await
+            })?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     pub async fn contact_tags(
         &self,
         tenant: TenantId,

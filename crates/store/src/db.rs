@@ -139,13 +139,37 @@ impl Db {
             + Send
             + Unpin,
     {
+        self.claim_with(sql, now, lease_until, limit, None).await
+    }
+
+    /// [`Db::claim`] with a fourth bind (`$4`), such as the number of a lane.
+    pub(crate) async fn claim_with<R>(
+        &self,
+        sql: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+        extra: Option<uuid::Uuid>,
+    ) -> Result<Vec<R>>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + Send
+            + Unpin,
+    {
         let lock = match self {
             Db::Postgres(_) => "for update skip locked",
             Db::Sqlite(_) => "",
         };
-        let sql = sqlx::AssertSqlSafe(sql.replace("{lock}", lock));
+        let sql = sql.replace("{lock}", lock);
         Ok(
-            on_db!(self, p => sqlx::query_as(sql).bind(now).bind(lease_until).bind(limit).fetch_all(p).await)?,
+            on_db!(self, p => {
+                let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(now).bind(lease_until).bind(limit);
+                match extra {
+                    Some(x) => q.bind(x).fetch_all(p).await,
+                    None => q.fetch_all(p).await,
+                }
+            })?,
         )
     }
 

@@ -78,7 +78,8 @@ pub async fn ensure_conversation_in(
     number: NumberId,
     now: DateTime<Utc>,
 ) -> Result<Conversation> {
-    on_tx!(tx, c => sqlx::query_as(
+    let fresh = ConversationId::new();
+    let conv: Conversation = on_tx!(tx, c => sqlx::query_as(
         "insert into conversations (tenant_id, id, contact_id, number_id, status, unread_count, created_at, updated_at)
          values ($1, $2, $3, $4, 'open', 0, $5, $5)
          on conflict (tenant_id, contact_id, number_id) do update set updated_at = conversations.updated_at
@@ -86,13 +87,28 @@ pub async fn ensure_conversation_in(
                    last_inbound_at, last_inbound_wamid, last_preview, unread_count, created_at, updated_at",
     )
     .bind(tenant)
-    .bind(ConversationId::new())
+    .bind(fresh)
     .bind(contact)
     .bind(number)
     .bind(now)
     .fetch_one(c)
-    .await)
-    .map_err(Into::into)
+    .await)?;
+    if conv.id == fresh {
+        // Campaign messages are sent without a conversation; the thread gathers them when the
+        // contact first writes back.
+        on_tx!(tx, c => sqlx::query(
+            "update messages set conversation_id = $4
+             where tenant_id = $1 and contact_id = $2 and number_id = $3 and conversation_id is null",
+        )
+        .bind(tenant)
+        .bind(contact)
+        .bind(number)
+        .bind(conv.id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+    }
+    Ok(conv)
 }
 
 /// Records a message on its conversation: newest message, preview and, for inbound ones, the

@@ -10,6 +10,7 @@
 //! is no unscoped query for tenant data.
 
 pub mod api_keys;
+pub mod campaigns;
 pub mod contacts;
 mod db;
 pub mod housekeeping;

@@ -3,11 +3,15 @@
 
 use chrono::{DateTime, Duration, Utc};
 use pinglayer_domain::{
-    ContactId, ConversationId, MessageId, MessageStatus, NumberId, PageRequest, TenantId,
+    ContactId, ConversationId, MessageId, MessageStatus, NumberId, PageRequest, RunId, TenantId,
 };
 use std::collections::HashMap;
 
-use crate::{Db, Result, Tx, on_db, on_tx};
+use crate::{
+    Db, Result, Tx,
+    campaigns::{RunDeltas, lock_ranks},
+    on_db, on_tx,
+};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Message {
@@ -15,7 +19,8 @@ pub struct Message {
     pub id: MessageId,
     pub number_id: NumberId,
     pub contact_id: ContactId,
-    pub conversation_id: ConversationId,
+    /// `None` for campaign messages until the contact writes back.
+    pub conversation_id: Option<ConversationId>,
     pub direction: String,
     pub kind: String,
     /// JSON: the Cloud API `Content` for outbound, Meta's inbound message object for inbound.
@@ -75,10 +80,23 @@ pub struct Claimed {
     pub tenant_id: TenantId,
     pub id: MessageId,
     pub number_id: NumberId,
+    pub contact_id: ContactId,
+    /// Campaign messages: rendered for their contact at send time (`content` is empty).
+    pub run_id: Option<RunId>,
     pub content: String,
     pub to_phone: String,
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
+}
+
+/// A message Meta accepted, with the content a campaign message was rendered with.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub tenant_id: TenantId,
+    pub id: MessageId,
+    pub wamid: String,
+    pub content: Option<String>,
+    pub preview: Option<String>,
 }
 
 /// Who a status is about: our id (from `biz_opaque_callback_data`) or Meta's wamid.
@@ -310,59 +328,163 @@ impl Db {
         .map_err(Into::into)
     }
 
-    /// Claims up to `limit` messages due for sending — queued ones, and ones whose lease ran out
-    /// because the worker that held them died — and leases them for `lease`. The lease is
-    /// committed before anything is sent, so two workers never hold the same message.
-    pub async fn claim_outbox(
+    /// Messages waiting to be sent (for `/metrics`).
+    pub async fn outbox_depth(&self) -> Result<i64> {
+        Ok(on_db!(self, p => sqlx::query_scalar("select count(*) from messages where status in ('queued', 'sending')")
+            .fetch_one(p)
+            .await)?)
+    }
+
+    /// Numbers with messages due now: the dispatcher opens a lane for each. One index probe
+    /// per number and priority.
+    pub async fn due_numbers(&self, now: DateTime<Utc>) -> Result<Vec<(TenantId, NumberId)>> {
+        on_db!(self, p => sqlx::query_as(
+            "select n.tenant_id, n.id from whatsapp_numbers n
+             where exists (select 1 from messages m where m.number_id = n.id and m.priority = 0
+                             and m.status in ('queued', 'sending') and m.next_attempt_at <= $1)
+                or exists (select 1 from messages m where m.number_id = n.id and m.priority = 1
+                             and m.status in ('queued', 'sending') and m.next_attempt_at <= $1)",
+        )
+        .bind(now)
+        .fetch_all(p)
+        .await)
+        .map_err(Into::into)
+    }
+
+    /// Takes (or renews) the lane of a number for `holder` until `until`: one process at a
+    /// time sends for a number, so its pacing holds across processes. `false` when another
+    /// holder's lease is live.
+    pub async fn acquire_lane(
         &self,
+        number: NumberId,
+        holder: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let got: Option<String> = on_db!(self, p => sqlx::query_scalar(
+            "insert into dispatch_lanes (number_id, holder, lease_until) values ($1, $2, $3)
+             on conflict (number_id) do update set holder = excluded.holder, lease_until = excluded.lease_until
+             where dispatch_lanes.lease_until < $4 or dispatch_lanes.holder = excluded.holder
+             returning holder",
+        )
+        .bind(number)
+        .bind(holder)
+        .bind(until)
+        .bind(now)
+        .fetch_optional(p)
+        .await)?;
+        Ok(got.is_some())
+    }
+
+    pub async fn release_lane(&self, number: NumberId, holder: &str) -> Result<()> {
+        on_db!(self, p => sqlx::query("delete from dispatch_lanes where number_id = $1 and holder = $2")
+            .bind(number)
+            .bind(holder)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` due messages of one number — conversational ones (priority 0)
+    /// before campaign ones, each oldest first; queued ones and ones whose lease ran out
+    /// because the worker holding them died — and leases them for `lease`. The lease is
+    /// committed before anything is sent, so two workers never hold the same message.
+    pub async fn claim_lane(
+        &self,
+        number: NumberId,
         limit: i64,
         lease: Duration,
         now: DateTime<Utc>,
     ) -> Result<Vec<Claimed>> {
-        self.claim(
-            "update messages set status = 'sending', status_rank = 1, attempts = attempts + 1, lease_until = $2, updated_at = $1
-             where (tenant_id, id) in (
-                select tenant_id, id from messages
-                where (status = 'queued' and next_attempt_at <= $1) or (status = 'sending' and lease_until < $1)
-                order by next_attempt_at limit $3 {lock})
-             returning tenant_id, id, number_id, content, to_phone, attempts, created_at",
-            now,
-            now + lease,
-            limit,
-        )
-        .await
+        let mut out: Vec<Claimed> = Vec::new();
+        for priority in ["0", "1"] {
+            let left = limit - out.len() as i64;
+            if left <= 0 {
+                break;
+            }
+            let sql = format!(
+                "update messages set status = 'sending', status_rank = 1, attempts = attempts + 1, lease_until = $2, updated_at = $1
+                 where (tenant_id, id) in (
+                    select tenant_id, id from messages
+                    where number_id = $4 and priority = {priority} and status in ('queued', 'sending') and next_attempt_at <= $1
+                      and (status = 'queued' or lease_until < $1)
+                    order by next_attempt_at limit $3 {{lock}})
+                 returning tenant_id, id, number_id, contact_id, run_id, content, to_phone, attempts, created_at"
+            );
+            out.extend(
+                self.claim_with(&sql, now, now + lease, left, Some(number.0))
+                    .await?,
+            );
+        }
+        out.sort_by_key(|m| m.id);
+        Ok(out)
     }
 
-    /// Meta accepted the message: it is `sent`, unless a webhook already moved it further.
-    pub async fn record_accepted(
-        &self,
-        tenant: TenantId,
-        id: MessageId,
-        wamid: &str,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let moved = on_tx!(&mut tx, c => sqlx::query(
-            "update messages set wamid = $3, lease_until = null, updated_at = $4,
-                status = case when status_rank < 2 then 'sent' else status end,
-                sent_at = coalesce(sent_at, $4),
-                status_rank = case when status_rank < 2 then 2 else status_rank end
-             where tenant_id = $1 and id = $2",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(wamid)
-        .bind(now)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected()))?;
-        if moved > 0 {
-            add_events(
-                &mut tx,
-                &[(tenant, id, MessageStatus::Sent, now, None, None)],
-            )
-            .await?;
+    /// Meta accepted these messages: each is `sent` unless a webhook already moved it further.
+    /// Campaign messages also get the content they were rendered with. One transaction.
+    pub async fn record_accepted(&self, items: &[Accepted], now: DateTime<Utc>) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
         }
+        let mut tx = self.begin().await?;
+        let keys: Vec<_> = items.iter().map(|a| (a.tenant_id, a.id)).collect();
+        let before = lock_ranks(&mut tx, &keys).await?;
+        match &mut tx {
+            Tx::Postgres(t) => {
+                sqlx::query(
+                    "update messages set wamid = v.wamid, lease_until = null, updated_at = $6,
+                        status = case when messages.status_rank < 2 then 'sent' else messages.status end,
+                        sent_at = coalesce(messages.sent_at, $6),
+                        status_rank = case when messages.status_rank < 2 then 2 else messages.status_rank end,
+                        content = case when messages.content = '' then coalesce(v.content, messages.content) else messages.content end,
+                        preview = coalesce(v.preview, messages.preview)
+                     from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[]) as v (tid, mid, wamid, content, preview)
+                     where messages.tenant_id = v.tid and messages.id = v.mid",
+                )
+                .bind(items.iter().map(|a| a.tenant_id.0).collect::<Vec<_>>())
+                .bind(items.iter().map(|a| a.id.0).collect::<Vec<_>>())
+                .bind(items.iter().map(|a| a.wamid.as_str()).collect::<Vec<_>>())
+                .bind(items.iter().map(|a| a.content.clone()).collect::<Vec<_>>())
+                .bind(items.iter().map(|a| a.preview.clone()).collect::<Vec<_>>())
+                .bind(now)
+                .execute(&mut **t)
+                .await?;
+            }
+            Tx::Sqlite(t) => {
+                for a in items {
+                    sqlx::query(
+                        "update messages set wamid = $3, lease_until = null, updated_at = $6,
+                            status = case when status_rank < 2 then 'sent' else status end,
+                            sent_at = coalesce(sent_at, $6),
+                            status_rank = case when status_rank < 2 then 2 else status_rank end,
+                            content = case when content = '' then coalesce($4, content) else content end,
+                            preview = coalesce($5, preview)
+                         where tenant_id = $1 and id = $2",
+                    )
+                    .bind(a.tenant_id)
+                    .bind(a.id)
+                    .bind(&a.wamid)
+                    .bind(&a.content)
+                    .bind(&a.preview)
+                    .bind(now)
+                    .execute(&mut **t)
+                    .await?;
+                }
+            }
+        }
+        let mut deltas = RunDeltas::default();
+        let mut events = Vec::new();
+        for k in &keys {
+            if let Some((rank, run)) = before.get(k)
+                && *rank < 2
+            {
+                deltas.note(k.0, *run, *rank, MessageStatus::Sent);
+                events.push((k.0, k.1, MessageStatus::Sent, now, None, None));
+            }
+        }
+        add_events(&mut tx, &events).await?;
+        deltas.apply(&mut tx, now).await?;
         tx.commit().await
     }
 
@@ -404,6 +526,7 @@ impl Db {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
+        let before = lock_ranks(&mut tx, &[(tenant, id)]).await?;
         let n = on_tx!(&mut tx, c => sqlx::query(
             "update messages set status = 'failed', status_rank = 5, lease_until = null, failed_at = $6,
                 error_code = $3, error_title = $4, error_detail = $5, updated_at = $6
@@ -431,6 +554,11 @@ impl Db {
                 )],
             )
             .await?;
+            if let Some((rank, run)) = before.get(&(tenant, id)) {
+                let mut deltas = RunDeltas::default();
+                deltas.note(tenant, *run, *rank, MessageStatus::Failed);
+                deltas.apply(&mut tx, now).await?;
+            }
         }
         tx.commit().await
     }
@@ -438,7 +566,11 @@ impl Db {
     /// Applies delivery statuses in one transaction, in batches: forward-only (a state moves
     /// only to a higher rank; `failed` is final), idempotent (replays and duplicates change
     /// nothing), and tolerant (statuses for unknown messages are counted, not errors).
-    pub async fn apply_statuses(&self, updates: &[StatusUpdate]) -> Result<Applied> {
+    pub async fn apply_statuses(
+        &self,
+        updates: &[StatusUpdate],
+        now: DateTime<Utc>,
+    ) -> Result<Applied> {
         let mut applied = Applied::default();
         if updates.is_empty() {
             return Ok(applied);
@@ -492,6 +624,8 @@ impl Db {
             }
         }
         let rows: Vec<_> = best.into_iter().collect();
+        let keys: Vec<_> = rows.iter().map(|(k, _)| *k).collect();
+        let before = lock_ranks(&mut tx, &keys).await?;
         // The same forward-only UPDATE on both backends; PostgreSQL gets the batch as arrays
         // (one statement, planned once, for any batch size), SQLite as a VALUES list.
         const SET: &str = "set status = v.st, status_rank = v.rk, updated_at = v.at,
@@ -575,12 +709,17 @@ impl Db {
                 }
             }
         }
+        let mut deltas = RunDeltas::default();
         for (t, m, s) in moved {
             if let Ok(s) = s.parse() {
+                if let Some((rank, run)) = before.get(&(t, m)) {
+                    deltas.note(t, *run, *rank, s);
+                }
                 applied.moved.push((t, m, s));
             }
         }
         add_events(&mut tx, &events).await?;
+        deltas.apply(&mut tx, now).await?;
         tx.commit().await?;
         Ok(applied)
     }

@@ -28,6 +28,7 @@ pub enum Bind {
     Text(String),
     Num(f64),
     Time(DateTime<Utc>),
+    Id(uuid::Uuid),
 }
 
 struct Sql<'a> {
@@ -250,14 +251,17 @@ pub fn filter_sql(
     (s.out, s.binds)
 }
 
+#[macro_export]
+#[doc(hidden)]
 macro_rules! bind_all {
     ($q:expr, $binds:expr) => {{
         let mut q = $q;
         for b in $binds {
             q = match b {
-                Bind::Text(s) => q.bind(s.clone()),
-                Bind::Num(n) => q.bind(*n),
-                Bind::Time(t) => q.bind(*t),
+                $crate::segments::Bind::Text(s) => q.bind(s.clone()),
+                $crate::segments::Bind::Num(n) => q.bind(*n),
+                $crate::segments::Bind::Time(t) => q.bind(*t),
+                $crate::segments::Bind::Id(u) => q.bind(*u),
             };
         }
         q

@@ -214,6 +214,22 @@ impl Db {
         Ok((t, langs))
     }
 
+    /// A template and all its language versions, by name.
+    pub async fn template_named(
+        &self,
+        tenant: TenantId,
+        name: &str,
+    ) -> Result<Option<(Template, Vec<TemplateLanguage>)>> {
+        let t: Option<Template> = on_db!(self, p => sqlx::query_as(concat!("select ", tcols!(),
+            " from templates where tenant_id = $1 and name = $2 order by id limit 1"))
+        .bind(tenant)
+        .bind(name)
+        .fetch_optional(p)
+        .await)?;
+        let Some(t) = t else { return Ok(None) };
+        Ok(Some(self.template(tenant, t.id).await?))
+    }
+
     /// A template version by name and language, for sending.
     pub async fn template_version(
         &self,

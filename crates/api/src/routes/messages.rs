@@ -115,7 +115,7 @@ pub struct HistoryEntry {
 #[derive(Serialize, ToSchema)]
 pub struct MessageView {
     pub id: String,
-    pub conversation_id: String,
+    pub conversation_id: Option<String>,
     pub contact_id: String,
     pub number_id: String,
     /// `outbound` or `inbound`.
@@ -145,7 +145,7 @@ impl MessageView {
     pub fn new(m: &Message, history: Option<Vec<MessageEvent>>) -> Self {
         Self {
             id: m.id.to_string(),
-            conversation_id: m.conversation_id.to_string(),
+            conversation_id: m.conversation_id.map(|c| c.to_string()),
             contact_id: m.contact_id.to_string(),
             number_id: m.number_id.to_string(),
             direction: m.direction.clone(),

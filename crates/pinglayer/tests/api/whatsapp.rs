@@ -662,9 +662,10 @@ async fn statuses_only_move_forward(app: TestApp) {
     let ts = chrono::Utc::now().timestamp();
     // A worker claims the message and calls Meta; Meta's `delivered` arrives before the call
     // returns (with our id in the callback data), and an unknown wamid rides along.
+    let number: pinglayer_domain::NumberId = r.body["number_id"].as_str().unwrap().parse().unwrap();
     let claimed = app
         .db
-        .claim_outbox(10, chrono::Duration::seconds(60), app.clock.now())
+        .claim_lane(number, 10, chrono::Duration::seconds(60), app.clock.now())
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -688,7 +689,16 @@ async fn statuses_only_move_forward(app: TestApp) {
     // Now the send call returns: recording it does not move the message back to `sent`.
     let (tenant, mid) = (claimed[0].tenant_id, claimed[0].id);
     app.db
-        .record_accepted(tenant, mid, &wamid, app.clock.now())
+        .record_accepted(
+            &[pinglayer_store::messages::Accepted {
+                tenant_id: tenant,
+                id: mid,
+                wamid: wamid.clone(),
+                content: None,
+                preview: None,
+            }],
+            app.clock.now(),
+        )
         .await
         .unwrap();
     let m = app
