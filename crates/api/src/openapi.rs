@@ -24,6 +24,7 @@ use utoipa::{
         (name = "messages", description = "Single messages and their states"),
         (name = "inbox", description = "Conversations with customers"),
         (name = "contacts", description = "Customers, tags and consent"),
+        (name = "campaigns", description = "Broadcasts, schedules, runs and their results"),
     )
 )]
 pub struct ApiDoc;

@@ -44,6 +44,7 @@ pub struct Inner {
     /// Poke the engine: a message was queued / a webhook event stored.
     pub wake_dispatch: Arc<tokio::sync::Notify>,
     pub wake_webhooks: Arc<tokio::sync::Notify>,
+    pub wake_campaigns: Arc<tokio::sync::Notify>,
     /// Decrypted per-number app secrets by phone_number_id, for webhook signatures.
     pub number_secrets: Mutex<HashMap<String, CachedSecret>>,
 }
@@ -57,6 +58,7 @@ pub struct EngineLink {
     pub whatsapp: pinglayer_whatsapp::Client,
     pub wake_dispatch: Arc<tokio::sync::Notify>,
     pub wake_webhooks: Arc<tokio::sync::Notify>,
+    pub wake_campaigns: Arc<tokio::sync::Notify>,
 }
 
 impl Deref for ApiContext {
@@ -96,6 +98,7 @@ impl ApiContext {
             cipher: pinglayer_domain::crypto::Cipher::new(&settings.encryption_key),
             wake_dispatch: engine.wake_dispatch,
             wake_webhooks: engine.wake_webhooks,
+            wake_campaigns: engine.wake_campaigns,
             number_secrets: Mutex::new(HashMap::new()),
             db,
             settings,

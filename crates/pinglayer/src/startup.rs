@@ -153,6 +153,7 @@ impl Application {
             whatsapp,
             wake_dispatch: engine.wake.dispatch.clone(),
             wake_webhooks: engine.wake.webhooks.clone(),
+            wake_campaigns: engine.wake.campaigns.clone(),
         };
         let ctx = ApiContext::new(db, settings, clock, Some(metrics_handle()), link)?;
         Ok(Self {

@@ -181,6 +181,17 @@ impl Db {
         .map_err(Into::into)
     }
 
+    /// The live contact with this phone (E.164), if any.
+    pub async fn contact_by_phone(&self, tenant: TenantId, phone: &str) -> Result<Option<Contact>> {
+        on_db!(self, p => sqlx::query_as(concat!("select ", contact_cols!(),
+            " from contacts c where c.tenant_id = $1 and c.phone = $2 and c.deleted_at is null"))
+        .bind(tenant)
+        .bind(phone)
+        .fetch_optional(p)
+        .await)
+        .map_err(Into::into)
+    }
+
     /// Contacts by id, deleted ones included (the dispatcher tells them apart).
     pub async fn contacts_by_ids(&self, tenant: TenantId, ids: &[ContactId]) -> Result<Vec<Contact>> {
         let mut out = Vec::with_capacity(ids.len());

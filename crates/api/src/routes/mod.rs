@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod campaigns;
 pub mod contacts;
 pub mod conversations;
 pub mod health;
@@ -36,6 +37,7 @@ fn api() -> OpenApiRouter<ApiContext> {
         .merge(contacts::routes())
         .merge(segments::routes())
         .merge(imports::routes())
+        .merge(campaigns::routes())
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.
