@@ -178,7 +178,9 @@ impl Audience {
         if self.contact_ids.len() > MAX_EXPLICIT_CONTACTS {
             return Err(FieldError::new(
                 "audience",
-                format!("at most {MAX_EXPLICIT_CONTACTS} contact_ids; use a segment or tags for more"),
+                format!(
+                    "at most {MAX_EXPLICIT_CONTACTS} contact_ids; use a segment or tags for more"
+                ),
             ));
         }
         self.tags = self
@@ -250,7 +252,10 @@ impl Schedule {
                     ));
                 }
                 let cron = croner::Cron::from_str(expr).map_err(|e| {
-                    FieldError::new("schedule", format!("{expr:?} is not a cron expression: {e}"))
+                    FieldError::new(
+                        "schedule",
+                        format!("{expr:?} is not a cron expression: {e}"),
+                    )
                 })?;
                 Ok(Schedule::Recurring {
                     cron: Box::new(cron),
@@ -317,10 +322,7 @@ impl Quiet {
         };
         let (start, end) = (t(&q.start)?, t(&q.end)?);
         if start == end {
-            return Err(FieldError::new(
-                "quiet_hours",
-                "start and end must differ",
-            ));
+            return Err(FieldError::new("quiet_hours", "start and end must differ"));
         }
         Ok(Quiet {
             start,
@@ -347,15 +349,11 @@ impl Quiet {
         }
         let end = day.and_time(self.end);
         // A DST gap at `end`: take the earliest valid instant after it.
-        let resolved = self
-            .tz
-            .from_local_datetime(&end)
-            .earliest()
-            .or_else(|| {
-                self.tz
-                    .from_local_datetime(&(end + chrono::Duration::hours(1)))
-                    .earliest()
-            })?;
+        let resolved = self.tz.from_local_datetime(&end).earliest().or_else(|| {
+            self.tz
+                .from_local_datetime(&(end + chrono::Duration::hours(1)))
+                .earliest()
+        })?;
         Some(resolved.with_timezone(&Utc))
     }
 }
@@ -490,7 +488,11 @@ pub struct ParamPlan {
 impl ParamPlan {
     pub fn parse(p: &Parameters) -> Result<Self, FieldError> {
         Ok(ParamPlan {
-            header: p.header.iter().map(Param::parse).collect::<Result<_, _>>()?,
+            header: p
+                .header
+                .iter()
+                .map(Param::parse)
+                .collect::<Result<_, _>>()?,
             body: p.body.iter().map(Param::parse).collect::<Result<_, _>>()?,
             buttons: p
                 .buttons

@@ -166,8 +166,10 @@ impl Plan {
 }
 
 /// Plans by campaign, reloaded after a short while (templates get approved, edited…).
+type LoadedPlan = Arc<Result<Plan, PlanError>>;
+
 #[derive(Clone, Default)]
-pub(crate) struct Plans(Arc<Mutex<HashMap<CampaignId, (Instant, Arc<Result<Plan, PlanError>>)>>>);
+pub(crate) struct Plans(Arc<Mutex<HashMap<CampaignId, (Instant, LoadedPlan)>>>);
 
 const PLAN_TTL: Duration = Duration::from_secs(10);
 
@@ -255,7 +257,11 @@ impl Engine {
                     break;
                 }
                 // Resume point for the next batch.
-                job = match self.db.claim_fanout_resume(job.tenant_id, job.run_id).await? {
+                job = match self
+                    .db
+                    .claim_fanout_resume(job.tenant_id, job.run_id)
+                    .await?
+                {
                     Some(j) => j,
                     None => break,
                 };

@@ -22,9 +22,7 @@
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota};
-use pinglayer_domain::{
-    ContactId, MessageId, NumberId, RunId, TenantId, campaign::CampaignStatus,
-};
+use pinglayer_domain::{ContactId, MessageId, NumberId, RunId, TenantId, campaign::CampaignStatus};
 use pinglayer_store::{
     contacts::Contact,
     messages::{Accepted, Claimed},
@@ -33,13 +31,13 @@ use pinglayer_whatsapp::{
     ErrorAction,
     types::{Content, SendMessage},
 };
-use tokio::sync::watch;
 use std::{
     collections::{HashMap, HashSet},
     num::NonZeroU32,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+use tokio::sync::watch;
 
 use crate::Engine;
 
@@ -260,8 +258,14 @@ impl Engine {
                     self.db
                         .fail_campaign(m.tenant_id, campaign, &e.to_string(), now)
                         .await?;
-                    self.fail(m.tenant_id, m.id, None, "campaign_failed", Some(&e.to_string()))
-                        .await?;
+                    self.fail(
+                        m.tenant_id,
+                        m.id,
+                        None,
+                        "campaign_failed",
+                        Some(&e.to_string()),
+                    )
+                    .await?;
                     continue;
                 }
             };
@@ -437,7 +441,11 @@ impl Engine {
                 break;
             }
             let now = self.clock.now();
-            match self.db.acquire_lane(number, &holder, now + LANE_LEASE, now).await {
+            match self
+                .db
+                .acquire_lane(number, &holder, now + LANE_LEASE, now)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => {
@@ -570,7 +578,9 @@ enum Outcome {
 fn preview_of(content: &str) -> String {
     serde_json::from_str::<Content>(content)
         .map(|c| match c {
-            Content::Template { template } => format!("Template: {} ({})", template.name, template.language.code),
+            Content::Template { template } => {
+                format!("Template: {} ({})", template.name, template.language.code)
+            }
             other => other.kind().to_string(),
         })
         .unwrap_or_default()

@@ -271,8 +271,14 @@ impl Engine {
         )
         .await?;
         inbox::note_contact_inbound_in(&mut tx, num.tenant_id, contact, sent_at).await?;
-        pinglayer_store::campaigns::attribute_reply_in(&mut tx, num.tenant_id, contact, num.id, sent_at)
-            .await?;
+        pinglayer_store::campaigns::attribute_reply_in(
+            &mut tx,
+            num.tenant_id,
+            contact,
+            num.id,
+            sent_at,
+        )
+        .await?;
         // STOP / START (and their translations) change marketing consent, and are confirmed.
         let mut confirmed = false;
         if let Some(want) = m.keyword_text().and_then(keyword) {

@@ -178,7 +178,13 @@ impl Delta {
 pub(crate) struct RunDeltas(HashMap<(TenantId, RunId), Delta>);
 
 impl RunDeltas {
-    pub(crate) fn note(&mut self, tenant: TenantId, run: Option<RunId>, old: i32, new: MessageStatus) {
+    pub(crate) fn note(
+        &mut self,
+        tenant: TenantId,
+        run: Option<RunId>,
+        old: i32,
+        new: MessageStatus,
+    ) {
         if let Some(run) = run {
             self.0.entry((tenant, run)).or_default().note(old, new);
         }
@@ -260,7 +266,12 @@ pub(crate) async fn lock_ranks(
 
 /// A run is finished when its fan-out is complete and every message left the queue; the
 /// campaign then moves on (next occurrence, or completed).
-async fn finish_run_if_done(tx: &mut Tx, tenant: TenantId, run: RunId, now: DateTime<Utc>) -> Result<()> {
+async fn finish_run_if_done(
+    tx: &mut Tx,
+    tenant: TenantId,
+    run: RunId,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let finished: Option<CampaignId> = on_tx!(tx, c => sqlx::query_scalar(
         "update campaign_runs set status = 'completed', finished_at = $3
          where tenant_id = $1 and id = $2 and fanout_done and done >= queued and finished_at is null
@@ -403,7 +414,8 @@ impl AudienceSql {
                 if ids.is_empty() {
                     return ("1 = 0".into(), vec![]);
                 }
-                let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", first + i)).collect();
+                let marks: Vec<String> =
+                    (0..ids.len()).map(|i| format!("${}", first + i)).collect();
                 (
                     format!("c.id in ({})", marks.join(", ")),
                     ids.iter().map(|i| Bind::Id(i.0)).collect(),
@@ -516,7 +528,11 @@ impl Db {
             Tx::Sqlite(_) => "",
         };
         let sql = format!(
-            concat!("select ", ccols!(), " from campaigns where tenant_id = $1 and id = $2 and deleted_at is null{}"),
+            concat!(
+                "select ",
+                ccols!(),
+                " from campaigns where tenant_id = $1 and id = $2 and deleted_at is null{}"
+            ),
             lock
         );
         on_tx!(tx, c => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(tenant).bind(id).fetch_one(c).await)
@@ -710,7 +726,15 @@ impl Db {
             .await
         {
             let mut tx = self.begin().await?;
-            set_status_in(&mut tx, tenant, id, CampaignStatus::Failed, Some(reason), now).await?;
+            set_status_in(
+                &mut tx,
+                tenant,
+                id,
+                CampaignStatus::Failed,
+                Some(reason),
+                now,
+            )
+            .await?;
             tx.commit().await?;
         }
         Ok(())
@@ -732,8 +756,12 @@ impl Db {
             Tx::Sqlite(_) => "",
         };
         let sql = format!(
-            concat!("select ", ccols!(), " from campaigns where status in ('scheduled', 'running')
-               and next_run_at <= $1 and deleted_at is null order by next_run_at limit $2{}"),
+            concat!(
+                "select ",
+                ccols!(),
+                " from campaigns where status in ('scheduled', 'running')
+               and next_run_at <= $1 and deleted_at is null order by next_run_at limit $2{}"
+            ),
             lock
         );
         let due: Vec<Campaign> = on_tx!(&mut tx, c => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
@@ -799,7 +827,11 @@ impl Db {
     }
 
     /// A leased fan-out job as it stands now (its cursor moved by the last batch).
-    pub async fn claim_fanout_resume(&self, tenant: TenantId, run: RunId) -> Result<Option<FanoutJob>> {
+    pub async fn claim_fanout_resume(
+        &self,
+        tenant: TenantId,
+        run: RunId,
+    ) -> Result<Option<FanoutJob>> {
         on_db!(self, p => sqlx::query_as(
             "select r.tenant_id, r.id as run_id, r.campaign_id, r.fanout_cursor, c.number_id, c.template_name, c.audience
              from campaign_runs r join campaigns c on c.tenant_id = r.tenant_id and c.id = r.campaign_id
@@ -953,7 +985,11 @@ impl Db {
     }
 
     /// The sum of a campaign's run counters (a handful of rows, never a scan of messages).
-    pub async fn campaign_counters(&self, tenant: TenantId, campaign: CampaignId) -> Result<(Counters, i64)> {
+    pub async fn campaign_counters(
+        &self,
+        tenant: TenantId,
+        campaign: CampaignId,
+    ) -> Result<(Counters, i64)> {
         let runs: Vec<Counters> = on_db!(self, p => sqlx::query_as(
             "select targeted, skipped, skipped_opted_out, queued, done, sent, delivered, read, failed, cancelled, replied
              from campaign_runs where tenant_id = $1 and campaign_id = $2",

@@ -193,12 +193,20 @@ impl Db {
     }
 
     /// Contacts by id, deleted ones included (the dispatcher tells them apart).
-    pub async fn contacts_by_ids(&self, tenant: TenantId, ids: &[ContactId]) -> Result<Vec<Contact>> {
+    pub async fn contacts_by_ids(
+        &self,
+        tenant: TenantId,
+        ids: &[ContactId],
+    ) -> Result<Vec<Contact>> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(500) {
             let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = format!(
-                concat!("select ", contact_cols!(), " from contacts c where c.tenant_id = $1 and c.id in ({})"),
+                concat!(
+                    "select ",
+                    contact_cols!(),
+                    " from contacts c where c.tenant_id = $1 and c.id in ({})"
+                ),
                 marks.join(", ")
             );
             let rows: Vec<Contact> = on_db!(self, p => {

@@ -162,15 +162,13 @@ impl Db {
             Db::Sqlite(_) => "",
         };
         let sql = sql.replace("{lock}", lock);
-        Ok(
-            on_db!(self, p => {
-                let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(now).bind(lease_until).bind(limit);
-                match extra {
-                    Some(x) => q.bind(x).fetch_all(p).await,
-                    None => q.fetch_all(p).await,
-                }
-            })?,
-        )
+        Ok(on_db!(self, p => {
+            let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(now).bind(lease_until).bind(limit);
+            match extra {
+                Some(x) => q.bind(x).fetch_all(p).await,
+                None => q.fetch_all(p).await,
+            }
+        })?)
     }
 
     pub async fn begin(&self) -> Result<Tx> {

@@ -330,9 +330,11 @@ impl Db {
 
     /// Messages waiting to be sent (for `/metrics`).
     pub async fn outbox_depth(&self) -> Result<i64> {
-        Ok(on_db!(self, p => sqlx::query_scalar("select count(*) from messages where status in ('queued', 'sending')")
+        Ok(
+            on_db!(self, p => sqlx::query_scalar("select count(*) from messages where status in ('queued', 'sending')")
             .fetch_one(p)
-            .await)?)
+            .await)?,
+        )
     }
 
     /// Numbers with messages due now: the dispatcher opens a lane for each. One index probe

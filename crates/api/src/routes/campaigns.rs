@@ -138,15 +138,25 @@ fn view(c: &Campaign) -> CampaignView {
 async fn check(
     ctx: &ApiContext,
     tenant: TenantId,
-    name: &str,
-    number_id: Option<&str>,
-    template: &TemplateRef,
-    parameters: &Parameters,
-    audience: Audience,
-    schedule: &ScheduleInput,
-    quiet: Option<&QuietHours>,
+    req: CampaignRequest,
 ) -> ApiResult<CampaignSpec> {
-    let name = super::auth::required_text("name", name, 200)?;
+    let CampaignRequest {
+        name,
+        number_id,
+        template,
+        parameters,
+        audience,
+        schedule,
+        quiet_hours,
+    } = req;
+    let (number_id, template, parameters, schedule, quiet) = (
+        number_id.as_deref(),
+        &template,
+        &parameters,
+        &schedule,
+        quiet_hours.as_ref(),
+    );
+    let name = super::auth::required_text("name", &name, 200)?;
     let number = match number_id {
         Some(raw) => {
             let id: NumberId = raw
@@ -166,10 +176,7 @@ async fn check(
     ParamPlan::parse(parameters)?;
     let audience = audience.check()?;
     if let Some(s) = audience.segment_id
-        && matches!(
-            ctx.db.segment(tenant, s).await,
-            Err(StoreError::NotFound)
-        )
+        && matches!(ctx.db.segment(tenant, s).await, Err(StoreError::NotFound))
     {
         return Err(ApiError::field("audience", "no such segment"));
     }
@@ -188,10 +195,7 @@ async fn check(
     let Some((_, langs)) = ctx.db.template_named(tenant, &template.name).await? else {
         return Err(ApiError::unprocessable(
             "template_not_found",
-            format!(
-                "No template {}; create or sync it first.",
-                template.name
-            ),
+            format!("No template {}; create or sync it first.", template.name),
         ));
     };
     if let Some(l) = langs.iter().find(|l| l.language == template.language) {
@@ -312,18 +316,7 @@ async fn create_campaign(
     Auth(p, ..): Auth<perm::CampaignsManage>,
     Json(req): Json<CampaignRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<CampaignView>)> {
-    let spec = check(
-        &ctx,
-        p.tenant.id,
-        &req.name,
-        req.number_id.as_deref(),
-        &req.template,
-        &req.parameters,
-        req.audience,
-        &req.schedule,
-        req.quiet_hours.as_ref(),
-    )
-    .await?;
+    let spec = check(&ctx, p.tenant.id, req).await?;
     let c = ctx
         .db
         .create_campaign(
@@ -370,13 +363,15 @@ async fn update_campaign(
     let spec = check(
         &ctx,
         tenant,
-        req.name.as_deref().unwrap_or(&cur.name),
-        Some(&number),
-        &template,
-        &parameters,
-        audience,
-        &schedule,
-        quiet.as_ref(),
+        CampaignRequest {
+            name: req.name.clone().unwrap_or(cur.name.clone()),
+            number_id: Some(number),
+            template,
+            parameters,
+            audience,
+            schedule: schedule.clone(),
+            quiet_hours: quiet,
+        },
     )
     .await?;
     let now = ctx.clock.now();

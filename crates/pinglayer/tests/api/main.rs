@@ -6,6 +6,7 @@ mod helpers;
 mod admin;
 mod api_keys;
 mod auth;
+mod campaigns;
 mod contacts;
 mod conventions;
 mod imports;

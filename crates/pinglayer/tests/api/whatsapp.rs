@@ -10,13 +10,13 @@ use crate::{
     helpers::{APP_SECRET, Registered, Resp, TestApp, TestOptions},
 };
 
-const PNID: &str = "100000000000001";
+pub(crate) const PNID: &str = "100000000000001";
 const WABA: &str = "200000000000001";
 const TOKEN: &str = "sandbox-access-token";
 const CUSTOMER: &str = "+919812345678";
 
 /// Polls `f` until it returns `Some`, for up to 10 s.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -30,7 +30,7 @@ where
     panic!("timed out waiting for {what}");
 }
 
-async fn connect(app: &TestApp, owner: &Registered) -> String {
+pub(crate) async fn connect(app: &TestApp, owner: &Registered) -> String {
     let r = app
         .post(
             "/api/v1/whatsapp/numbers",
@@ -42,7 +42,7 @@ async fn connect(app: &TestApp, owner: &Registered) -> String {
     r.body["id"].as_str().unwrap().to_string()
 }
 
-async fn approved_template(app: &TestApp, owner: &Registered, name: &str) -> String {
+pub(crate) async fn approved_template(app: &TestApp, owner: &Registered, name: &str) -> String {
     let r = app
         .post(
             "/api/v1/templates",
@@ -56,6 +56,7 @@ async fn approved_template(app: &TestApp, owner: &Registered, name: &str) -> Str
     let id = r.body["id"].as_str().unwrap().to_string();
     let path = format!("/api/v1/templates/{id}");
     eventually("template approval", || async {
+        let _ = app.engine.apply_webhooks_once().await;
         let t = app.get(&path, &owner.token).await;
         (t.body["languages"][0]["status"] == "APPROVED").then_some(())
     })
