@@ -17,7 +17,7 @@ use pinglayer_domain::{
 };
 use pinglayer_store::{
     Db, StoreError,
-    campaigns::{AudienceSql, Campaign, FANOUT_BATCH},
+    campaigns::{AudienceSql, Campaign, FANOUT_BATCH, FanoutJob},
     contacts::Contact,
 };
 use pinglayer_whatsapp::types::{ComponentParameters, Content, Language, Parameter, Template};
@@ -173,6 +173,9 @@ pub(crate) struct Plans(Arc<Mutex<HashMap<CampaignId, (Instant, LoadedPlan)>>>);
 
 const PLAN_TTL: Duration = Duration::from_secs(10);
 
+/// Runs fanned out at once by one process.
+const FANOUT_WORKERS: usize = 3;
+
 /// The next occurrence of a stored campaign's schedule after `t`.
 pub fn next_occurrence(c: &Campaign, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let input: ScheduleInput = serde_json::from_str(&c.schedule).ok()?;
@@ -208,66 +211,87 @@ impl Engine {
         for (tenant, campaign, run) in &started {
             tracing::info!(%tenant, %campaign, %run, "campaign run started");
         }
-        let mut queued = 0;
-        let lease = now + chrono::Duration::minutes(5);
-        while let Some(job) = self.db.claim_fanout(self.clock.now(), lease).await? {
-            let c = self.db.campaign(job.tenant_id, job.campaign_id).await;
-            let plan = match &c {
-                Ok(c) => Plan::load(&self.db, c).await?,
-                Err(_) => Err(PlanError::Invalid("campaign deleted".into())),
-            };
-            let plan = match plan {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(campaign = %job.campaign_id, error = %e, "campaign cannot be sent");
-                    self.db
-                        .fail_campaign(job.tenant_id, job.campaign_id, &e.to_string(), now)
-                        .await?;
-                    continue;
-                }
-            };
-            let audience: Audience = serde_json::from_str(&job.audience)?;
-            let audience = match AudienceSql::resolve(&self.db, job.tenant_id, &audience).await {
-                Ok(a) => a,
-                Err(StoreError::NotFound) => {
-                    self.db
-                        .fail_campaign(
-                            job.tenant_id,
-                            job.campaign_id,
-                            "the audience's segment no longer exists",
-                            now,
-                        )
-                        .await?;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            let mut job = job;
-            let started = Instant::now();
-            loop {
-                let now = self.clock.now();
-                let step = self
-                    .db
-                    .fanout_batch(&job, &audience, plan.marketing, now, FANOUT_BATCH, now)
-                    .await?;
-                queued += step.queued;
-                metrics::counter!("campaign_fanout_messages_total").increment(step.queued as u64);
-                self.wake.dispatch.notify_one();
-                if step.done {
-                    break;
-                }
-                // Resume point for the next batch.
-                job = match self
-                    .db
-                    .claim_fanout_resume(job.tenant_id, job.run_id)
-                    .await?
-                {
-                    Some(j) => j,
-                    None => break,
-                };
+        // A few fan-outs at once: one big audience does not hold back the others' first sends.
+        let workers = (0..FANOUT_WORKERS).map(|_| async {
+            let mut queued = 0;
+            let lease = self.clock.now() + chrono::Duration::minutes(5);
+            while let Some(job) = self.db.claim_fanout(self.clock.now(), lease).await? {
+                queued += self.fan_out(job).await?;
             }
-            tracing::info!(run = %job.run_id, queued, elapsed_ms = started.elapsed().as_millis() as u64, "campaign fan-out done");
+            Ok::<_, anyhow::Error>(queued)
+        });
+        let mut queued = 0;
+        for r in futures::future::join_all(workers).await {
+            queued += r?;
         }
+        Ok(queued)
+    }
+
+    /// Materialises one run's audience, batch after batch.
+    async fn fan_out(&self, job: FanoutJob) -> anyhow::Result<i64> {
+        let now = self.clock.now();
+        let mut queued = 0;
+        let c = self.db.campaign(job.tenant_id, job.campaign_id).await;
+        let plan = match &c {
+            Ok(c) => Plan::load(&self.db, c).await?,
+            Err(_) => Err(PlanError::Invalid("campaign deleted".into())),
+        };
+        let plan = match plan {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(campaign = %job.campaign_id, error = %e, "campaign cannot be sent");
+                self.db
+                    .fail_campaign(job.tenant_id, job.campaign_id, &e.to_string(), now)
+                    .await?;
+                return Ok(0);
+            }
+        };
+        let audience: Audience = serde_json::from_str(&job.audience)?;
+        let audience = match AudienceSql::resolve(&self.db, job.tenant_id, &audience).await {
+            Ok(a) => a,
+            Err(StoreError::NotFound) => {
+                self.db
+                    .fail_campaign(
+                        job.tenant_id,
+                        job.campaign_id,
+                        "the audience's segment no longer exists",
+                        now,
+                    )
+                    .await?;
+                return Ok(0);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut job = job;
+        let started = Instant::now();
+        loop {
+            let step = self
+                .db
+                .fanout_batch(
+                    &job,
+                    &audience,
+                    plan.marketing,
+                    FANOUT_BATCH,
+                    self.clock.now(),
+                )
+                .await?;
+            queued += step.queued;
+            metrics::counter!("campaign_fanout_messages_total").increment(step.queued as u64);
+            self.wake.dispatch.notify_one();
+            if step.done {
+                break;
+            }
+            // Resume point for the next batch.
+            job = match self
+                .db
+                .claim_fanout_resume(job.tenant_id, job.run_id)
+                .await?
+            {
+                Some(j) => j,
+                None => break,
+            };
+        }
+        tracing::info!(run = %job.run_id, queued, elapsed_ms = started.elapsed().as_millis() as u64, "campaign fan-out done");
         Ok(queued)
     }
 

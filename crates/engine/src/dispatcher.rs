@@ -20,7 +20,6 @@
 //! rides in `biz_opaque_callback_data`, so both copies' statuses land on the one message.
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use governor::{DefaultDirectRateLimiter, Quota};
 use pinglayer_domain::{ContactId, MessageId, NumberId, RunId, TenantId, campaign::CampaignStatus};
 use pinglayer_store::{
@@ -132,6 +131,21 @@ impl Engine {
     /// One batch of one number's lane: claim, render campaign messages, send paced, record.
     /// Returns how many messages were claimed.
     async fn lane_batch(&self, tenant: TenantId, number: NumberId) -> anyhow::Result<usize> {
+        let (n, batch) = self.fetch(tenant, number).await?;
+        if let Some((sender, ready)) = batch {
+            let outcomes = self.send_all(&sender, ready).await;
+            self.record(outcomes).await?;
+        }
+        Ok(n)
+    }
+
+    /// Claims a lane's next batch and prepares it. Returns how many were claimed, and what to
+    /// send with which sender (`None` when nothing can be sent).
+    async fn fetch(
+        &self,
+        tenant: TenantId,
+        number: NumberId,
+    ) -> anyhow::Result<(usize, Option<(Sender, Vec<Ready>)>)> {
         let sender = match self.sender(tenant, number).await {
             Ok(s) => Some(s),
             Err(e) => {
@@ -150,7 +164,7 @@ impl Engine {
         let claimed = self.db.claim_lane(number, size, lease, now).await?;
         let n = claimed.len();
         if n == 0 {
-            return Ok(0);
+            return Ok((0, None));
         }
         metrics::counter!("dispatch_claimed_total").increment(n as u64);
         let Some(sender) = sender else {
@@ -164,22 +178,39 @@ impl Engine {
                 )
                 .await?;
             }
-            return Ok(n);
+            return Ok((n, None));
         };
         let ready = self.prepare(claimed).await?;
-        let outcomes: Vec<(Ready, Outcome)> = futures::stream::iter(ready)
-            .map(|r| {
-                let sender = sender.clone();
-                async move {
-                    let o = self.send_prepared(&sender, &r).await;
-                    (r, o)
+        Ok((n, Some((sender, ready))))
+    }
+
+    /// Paced in order here (one token per send, so the number's rate is exact), sent
+    /// concurrently as separate tasks (so slow answers never hold the pace back).
+    async fn send_all(&self, sender: &Sender, ready: Vec<Ready>) -> Vec<(Ready, Outcome)> {
+        let mut outcomes = Vec::with_capacity(ready.len());
+        let mut sends = tokio::task::JoinSet::new();
+        for r in ready {
+            sender.limiter.until_ready().await;
+            while sends.len() >= self.config.dispatch_concurrency {
+                if let Some(Ok(o)) = sends.join_next().await {
+                    outcomes.push(o);
                 }
-            })
-            .buffer_unordered(self.config.dispatch_concurrency)
-            .collect()
-            .await;
-        self.record(outcomes).await?;
-        Ok(n)
+            }
+            let (engine, sender) = (self.clone(), sender.clone());
+            sends.spawn(async move {
+                let o = engine.send_prepared(&sender, &r).await;
+                (r, o)
+            });
+        }
+        while let Some(res) = sends.join_next().await {
+            match res {
+                Ok(o) => outcomes.push(o),
+                Err(e) => {
+                    tracing::error!(error = %e, "a send task failed; its lease will expire and it is retried")
+                }
+            }
+        }
+        outcomes
     }
 
     /// Renders campaign messages for their contacts (and holds or drops those that may not go
@@ -325,7 +356,6 @@ impl Engine {
         };
         let mut msg = SendMessage::new(r.m.to_phone.trim_start_matches('+'), content);
         msg.biz_opaque_callback_data = Some(r.m.id.to_string());
-        sender.limiter.until_ready().await;
         let started = Instant::now();
         let result = self
             .whatsapp
@@ -434,8 +464,12 @@ impl Engine {
 
     /// Runs one number's lane until it has nothing due (or the process stops), renewing the
     /// lane's lease before each batch.
-    async fn run_lane(self, tenant: TenantId, number: NumberId, mut stop: watch::Receiver<bool>) {
+    async fn run_lane(self, tenant: TenantId, number: NumberId, stop: watch::Receiver<bool>) {
         let holder = self.lanes.holder.clone();
+        // Pipelined: while one batch is being sent, the next is claimed and prepared, and the
+        // previous one recorded, so the number never idles between batches.
+        let mut next = None;
+        let mut recording: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             if *stop.borrow() {
                 break;
@@ -453,16 +487,53 @@ impl Engine {
                     break;
                 }
             }
-            match self.lane_batch(tenant, number).await {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(%number, error = %e, "dispatch batch failed");
-                    tokio::select! {
-                        _ = stop.changed() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            let current = match next.take() {
+                Some(b) => b,
+                None => match self.fetch(tenant, number).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(%number, error = %e, "dispatch batch failed");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
                     }
+                },
+            };
+            let (n, batch) = current;
+            let Some((sender, ready)) = batch else {
+                if n == 0 {
+                    break;
                 }
+                // Claimed, but nothing could be sent (failed or held): look again.
+                continue;
+            };
+            let (outcomes, fetched) =
+                tokio::join!(self.send_all(&sender, ready), self.fetch(tenant, number));
+            if let Some(r) = recording.take() {
+                let _ = r.await;
+            }
+            let engine = self.clone();
+            recording = Some(tokio::spawn(async move {
+                if let Err(e) = engine.record(outcomes).await {
+                    tracing::warn!(error = %e, "could not record a batch; leases will expire and it is retried");
+                }
+            }));
+            match fetched {
+                Ok(b) => next = Some(b),
+                Err(e) => tracing::warn!(%number, error = %e, "dispatch batch failed"),
+            }
+        }
+        if let Some(r) = recording.take() {
+            let _ = r.await;
+        }
+        // A prefetched batch not sent (the process is stopping) goes back to the queue now.
+        if let Some((_, Some((_, ready)))) = next {
+            let keys: Vec<_> = ready.iter().map(|r| (r.m.tenant_id, r.m.id)).collect();
+            if let Err(e) = self
+                .db
+                .requeue(&keys, Some(self.clock.now()), self.clock.now())
+                .await
+            {
+                tracing::warn!(error = %e, "could not return a prefetched batch; its leases will expire");
             }
         }
         if let Err(e) = self.db.release_lane(number, &holder).await {

@@ -346,3 +346,405 @@ pub async fn import(database_url: &str, rows: usize) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&path);
     Ok(())
 }
+
+/// Campaigns: fan-out of a `contacts`-contact audience into the outbox, then end-to-end
+/// dispatch of `messages` messages across `numbers` numbers at `rate`/s each through the
+/// sandbox, status webhooks flowing back — by this process's engine, or by `workers`
+/// `pinglayer worker` processes. Checks that nothing was sent twice and the counts are exact.
+pub async fn campaign(
+    database_url: &str,
+    contacts: usize,
+    messages: usize,
+    numbers: u32,
+    rate: i32,
+    workers: usize,
+) -> anyhow::Result<()> {
+    use pinglayer_domain::campaign::CampaignAction;
+    use pinglayer_sandbox::{Sandbox, SandboxConfig, SandboxNumber};
+    use pinglayer_store::{
+        campaigns::CampaignSpec,
+        templates::{LanguageVersion, TemplateHead},
+    };
+    let db = Db::connect(database_url, 32).await.context("connecting")?;
+    db.migrate().await?;
+    let now = pinglayer_domain::Clock::now(&SystemClock);
+    let key = [9u8; 32];
+    let cipher = Cipher::new(&key);
+    let mut tx = db.begin().await?;
+    let tenant =
+        tenants::create_in(&mut tx, "Campaign bench", TenantStatus::Active, false, now).await?;
+    tx.commit().await?;
+    let base: u64 = 300_000_000_000_001 + (now.timestamp_millis() as u64 % 1_000_000) * 100;
+    let pnids: Vec<String> = (0..numbers)
+        .map(|i| (base + i as u64).to_string())
+        .collect();
+    let mut number_ids = Vec::new();
+    for pnid in &pnids {
+        let n = db
+            .connect_number(
+                NewNumber {
+                    tenant_id: tenant.id,
+                    waba_id: "200000000000001",
+                    phone_number_id: pnid,
+                    display_phone_number: "+1 555",
+                    access_token_enc: cipher.encrypt(
+                        &format!("{}/access_token", tenant.id),
+                        "sandbox-access-token",
+                    ),
+                    app_secret_enc: None,
+                    verify_token_hash: None,
+                    throughput_per_second: rate,
+                },
+                now,
+            )
+            .await?;
+        number_ids.push(n.id);
+    }
+    db.create_template(
+        &TemplateHead {
+            tenant: tenant.id,
+            waba_id: "200000000000001",
+            name: "bench_promo",
+            category: "MARKETING",
+            parameter_format: "POSITIONAL",
+        },
+        &[LanguageVersion {
+            language: "en".into(),
+            status: "APPROVED".into(),
+            components: r#"[{"type":"BODY","text":"Hi {{1}}, our sale starts today."}]"#.into(),
+            meta_id: Some("1".into()),
+            reason: None,
+        }],
+        now,
+    )
+    .await?;
+
+    // Contacts: everyone tagged `all`; the first `messages` also `lane<k>`, k = number.
+    let seeded = Instant::now();
+    // Time-ordered ids, as the API and imports make them (UUIDv7): id order is insertion order.
+    let base_ms = now.timestamp_millis() - contacts.max(messages) as i64;
+    let id_expr = match db.backend() {
+        pinglayer_store::Backend::Postgres => {
+            "(lpad(to_hex($4::bigint + g), 12, '0') || '7' || substr(replace(gen_random_uuid()::text, '-', ''), 14, 19))::uuid"
+        }
+        pinglayer_store::Backend::Sqlite => {
+            "unhex(printf('%012x', $4 + g) || '7' || substr(hex(randomblob(2)), 2, 3) || '8' || substr(hex(randomblob(8)), 2, 15))"
+        }
+    };
+    let series = match db.backend() {
+        pinglayer_store::Backend::Postgres => "select g from generate_series(1, $3) as g",
+        pinglayer_store::Backend::Sqlite => {
+            "with recursive s(g) as (select 1 union all select g + 1 from s where g < $3) select g from s"
+        }
+    };
+    let sql = format!(
+        "insert into contacts (tenant_id, id, phone, name, attributes, created_at, updated_at)
+         select $1, {id_expr}, '+9197' || substr('00000000' || g, -8, 8), 'Customer ' || g, '{{}}', $2, $2 from ({series}) as x"
+    )
+    .replace("substr('00000000' || g, -8, 8)", "substr('00000000' || cast(g as text), length('00000000' || cast(g as text)) - 7, 8)");
+    on_db!(&db, p => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(tenant.id).bind(now).bind(contacts.max(messages) as i64).bind(base_ms).execute(p).await.map(|r| r.rows_affected()))?;
+    on_db!(&db, p => sqlx::query(
+        "insert into contact_tags (tenant_id, contact_id, tag, created_at) select tenant_id, id, 'all', $2 from contacts where tenant_id = $1")
+        .bind(tenant.id).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+    on_db!(&db, p => sqlx::query(
+        "insert into contact_tags (tenant_id, contact_id, tag, created_at)
+         select tenant_id, id, 'lane' || cast(cast(substr(phone, 6) as integer) % $3 as text), $2 from contacts
+         where tenant_id = $1 and cast(substr(phone, 6) as integer) <= $4")
+        .bind(tenant.id).bind(now).bind(numbers as i64).bind(messages as i64).execute(p).await.map(|r| r.rows_affected()))?;
+    if let Db::Postgres(p) = &db {
+        sqlx::query("analyze contacts").execute(p).await?;
+        sqlx::query("analyze contact_tags").execute(p).await?;
+    }
+    println!(
+        "backend: {:?}; seeded {} contacts in {:.1?}",
+        db.backend(),
+        contacts.max(messages),
+        seeded.elapsed()
+    );
+
+    let spec = |name: &str, number: pinglayer_domain::NumberId, tag: &str| CampaignSpec {
+        name: name.into(),
+        number_id: number,
+        template_name: "bench_promo".into(),
+        default_language: "en".into(),
+        parameters: json!({"body": [{"source": "contact.name", "fallback": "Customer"}]}),
+        audience: json!({"tags": [tag]}),
+        schedule: json!({}),
+        quiet_hours: None,
+    };
+    let client = pinglayer_whatsapp::Client::new(Default::default())?;
+    let engine = pinglayer_engine::Engine::new(
+        db.clone(),
+        Arc::new(SystemClock),
+        client,
+        cipher.clone(),
+        Default::default(),
+    );
+
+    // 1. Fan-out of the whole audience.
+    if contacts > 0 {
+        let c = db
+            .create_campaign(
+                tenant.id,
+                &spec("fan-out", number_ids[0], "all"),
+                None,
+                None,
+                now,
+            )
+            .await?;
+        let _ = db.launch_campaign(tenant.id, c.id, now, now).await?;
+        let started = Instant::now();
+        let queued = engine.campaigns_once().await?;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "fan-out: {queued} messages queued in {secs:.2} s ({:.0} rows/s); peak RSS {:.0} MB",
+            queued as f64 / secs,
+            peak_rss_mb()
+        );
+        let started = Instant::now();
+        let _ = db
+            .move_campaign(
+                tenant.id,
+                c.id,
+                CampaignAction::Cancel,
+                pinglayer_domain::Clock::now(&SystemClock),
+            )
+            .await?;
+        println!(
+            "cancelling it (every queued message marked): {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if messages == 0 {
+        return Ok(());
+    }
+
+    // 2. Dispatch: a sandbox that posts statuses back, an app that takes them, senders.
+    let app_secret = "sandbox-app-secret";
+    let mut settings = pinglayer_api::Settings::for_tests(std::env::temp_dir());
+    settings.meta.app_secret = Some(app_secret.into());
+    settings.encryption_key = key;
+    settings.rate_limit_per_second = 0;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let app_addr = listener.local_addr()?;
+    drop(listener);
+    let sb = Sandbox::build(
+        SandboxConfig {
+            webhook_url: Some(format!("http://{app_addr}/webhooks/whatsapp")),
+            app_secret: app_secret.into(),
+            numbers: pnids
+                .iter()
+                .map(|p| SandboxNumber {
+                    phone_number_id: p.clone(),
+                    throughput_per_second: rate as u32,
+                    ..SandboxNumber::default()
+                })
+                .collect(),
+            pair_limit: false,
+            read_rate: 0.5,
+            batch_size: 100,
+            template_review: Duration::from_millis(10),
+            ..SandboxConfig::default()
+        },
+        "127.0.0.1:0".parse()?,
+    )
+    .await?;
+    let graph = format!("http://{}", sb.local_addr());
+    let sandbox = sb.state();
+    let (sb_stop, sb_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(sb.run_until(async {
+        let _ = sb_rx.await;
+    }));
+    let client = pinglayer_whatsapp::Client::new(pinglayer_whatsapp::ClientConfig {
+        base_url: graph.clone(),
+        ..Default::default()
+    })?;
+    // "Meta" knows the template too (reviewed in 10 ms; its webhook finds the one we stored).
+    client
+        .create_template(
+            "200000000000001",
+            "sandbox-access-token",
+            &pinglayer_whatsapp::types::TemplateCreate {
+                name: "bench_promo".into(),
+                language: "en".into(),
+                category: "MARKETING".into(),
+                parameter_format: None,
+                components: vec![json!({"type": "BODY", "text": "Hi {{1}}, our sale starts today.", "example": {"body_text": [["Asha"]]}})],
+            },
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let config = pinglayer_engine::EngineConfig {
+        dispatch_batch: 500,
+        dispatch_concurrency: 256,
+        ..Default::default()
+    };
+    let mut app = Application::build(
+        db.clone(),
+        settings,
+        app_addr,
+        Arc::new(SystemClock),
+        client,
+        config,
+    )
+    .await?;
+    let mut children = Vec::new();
+    if workers > 0 {
+        // The app only takes webhooks; separate processes dispatch (and apply them).
+        app = app.without_workers();
+        let exe = std::env::current_exe()?;
+        let dir = std::env::temp_dir().join(format!("pinglayer-bench-{}", uuid::Uuid::now_v7()));
+        use base64::Engine as _;
+        for _ in 0..workers {
+            children.push(
+                tokio::process::Command::new(&exe)
+                    .arg("worker")
+                    .env("DATABASE_URL", database_url)
+                    .env(
+                        "PINGLAYER_ENCRYPTION_KEY",
+                        base64::engine::general_purpose::STANDARD.encode(key),
+                    )
+                    .env("PINGLAYER_GRAPH_BASE_URL", &graph)
+                    .env("PINGLAYER_DATA_DIR", &dir)
+                    .env("PINGLAYER_DISPATCH_BATCH", "500")
+                    .env("PINGLAYER_DISPATCH_CONCURRENCY", "256")
+                    .env("PINGLAYER_LOG", "warn")
+                    .kill_on_drop(true)
+                    .spawn()?,
+            );
+        }
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stop_rx.await;
+    }));
+
+    let mut campaigns = Vec::new();
+    let launch_at = pinglayer_domain::Clock::now(&SystemClock);
+    for (i, n) in number_ids.iter().enumerate() {
+        let c = db
+            .create_campaign(
+                tenant.id,
+                &spec(&format!("lane {i}"), *n, &format!("lane{i}")),
+                None,
+                None,
+                launch_at,
+            )
+            .await?;
+        let _ = db
+            .launch_campaign(tenant.id, c.id, launch_at, launch_at)
+            .await?;
+        campaigns.push(c.id);
+    }
+    let started = Instant::now();
+    // Sample each campaign's `done` counter every 500 ms for per-number rates.
+    let mut samples: Vec<(f64, Vec<i64>)> = Vec::new();
+    let (mut all_done, mut all_delivered) = (None, None);
+    loop {
+        let mut done = Vec::new();
+        let (mut queued, mut sent, mut delivered, mut failed, mut fanned) = (0, 0, 0, 0, true);
+        for c in &campaigns {
+            let (t, runs) = db.campaign_counters(tenant.id, *c).await?;
+            done.push(t.done);
+            queued += t.queued;
+            sent += t.sent;
+            delivered += t.delivered;
+            failed += t.failed;
+            fanned &= runs == 1;
+        }
+        let at = started.elapsed().as_secs_f64();
+        // Sends as "Meta" saw them, per number, at this instant.
+        let per_number: Vec<i64> = {
+            let log = sandbox.sent.lock().expect("sent");
+            let mut counts = vec![0i64; pnids.len()];
+            for r in log.iter() {
+                if let Some(i) = pnids.iter().position(|p| *p == r.phone_number_id) {
+                    counts[i] += 1;
+                }
+            }
+            counts
+        };
+        samples.push((at, per_number));
+        let total_done: i64 = done.iter().sum();
+        if fanned && queued == messages as i64 && total_done == queued && all_done.is_none() {
+            all_done = Some(at);
+        }
+        if fanned && delivered + failed == messages as i64 && all_delivered.is_none() {
+            all_delivered = Some(at);
+            anyhow::ensure!(failed == 0, "{failed} messages failed ({sent} sent)");
+        }
+        if all_done.is_some() && all_delivered.is_some() {
+            break;
+        }
+        anyhow::ensure!(at < 600.0, "dispatch did not finish in 10 minutes");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let all_done = all_done.expect("set");
+    println!(
+        "dispatch: {messages} messages over {numbers} numbers at {rate}/s each, {}: all handed to Meta in {all_done:.1} s = {:.0} msg/s; all `delivered` applied from webhooks after {:.1} s",
+        if workers > 0 {
+            format!("{workers} worker processes")
+        } else {
+            "one serve process".into()
+        },
+        messages as f64 / all_done,
+        all_delivered.unwrap_or_default()
+    );
+    // Per-number rate over the steady part: from 1 s in to when the first number is 90% done.
+    let per = messages as i64 / numbers as i64;
+    let t1 = samples.iter().find(|(t, _)| *t >= 1.0).cloned();
+    let t2 = samples
+        .iter()
+        .find(|(_, d)| d.iter().any(|x| *x >= per * 9 / 10))
+        .cloned();
+    if let (Some((a, da)), Some((b, db_))) = (t1, t2)
+        && b > a
+    {
+        let rates: Vec<f64> = da
+            .iter()
+            .zip(&db_)
+            .map(|(x, y)| (y - x) as f64 / (b - a))
+            .collect();
+        let worst = rates
+            .iter()
+            .map(|r| (r - rate as f64).abs() / rate as f64 * 100.0)
+            .fold(0.0, f64::max);
+        println!(
+            "per-number rate over {a:.1}–{b:.1} s: {} (limit {rate}/s; worst deviation {worst:.1}%)",
+            rates
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    // Exactly once: what the sandbox accepted, by our id.
+    let sent: Vec<_> = sandbox.sent.lock().expect("sent").iter().cloned().collect();
+    let mut ids: Vec<_> = sent
+        .iter()
+        .filter_map(|r| r.message.biz_opaque_callback_data.clone())
+        .collect();
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    let throttled = sandbox
+        .stats()
+        .throttled
+        .load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "exactly once: sandbox accepted {total} sends, {} distinct messages, {throttled} refused for throughput (130429)",
+        ids.len()
+    );
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    for mut c in children {
+        let _ = c.kill().await;
+    }
+    let _ = sb_stop.send(());
+    anyhow::ensure!(
+        total == messages && ids.len() == messages,
+        "sent {total} for {messages} messages ({} distinct)",
+        ids.len()
+    );
+    Ok(())
+}

@@ -82,6 +82,26 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
+    /// Campaigns: fan-out of a large audience, then dispatch through the sandbox with status
+    /// webhooks flowing back; checks nothing is sent twice.
+    Campaign {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// Contacts in the fan-out audience (0: skip the fan-out part).
+        #[arg(long, default_value_t = 1_000_000)]
+        contacts: usize,
+        /// Messages dispatched end to end (spread over the numbers).
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 10)]
+        numbers: u32,
+        /// Each number's throughput (messages/s).
+        #[arg(long, default_value_t = 1000)]
+        rate: i32,
+        /// `pinglayer worker` processes to dispatch with (0: this process's engine).
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+    },
     /// The sandbox's send rate.
     Sandbox {
         #[arg(long, default_value_t = 32)]

@@ -92,6 +92,24 @@ async fn main() -> anyhow::Result<()> {
                     seconds,
                     concurrency,
                 } => pinglayer::bench::sandbox(numbers, seconds, concurrency).await,
+                BenchCommand::Campaign {
+                    database_url,
+                    contacts,
+                    messages,
+                    numbers,
+                    rate,
+                    workers,
+                } => {
+                    pinglayer::bench::campaign(
+                        &database_url,
+                        contacts,
+                        messages,
+                        numbers,
+                        rate,
+                        workers,
+                    )
+                    .await
+                }
             }
         }
         Command::Sandbox(args) => {

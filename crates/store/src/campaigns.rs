@@ -679,19 +679,20 @@ impl Db {
                     .execute(c).await.map(|r| r.rows_affected()))?;
             }
             CampaignAction::Cancel => {
+                let count = format!(
+                    "select run_id, count(*) from messages where tenant_id = $1 and {RUNS} and status = 'queued' group by run_id"
+                );
+                let per: Vec<(Option<RunId>, i64)> = on_tx!(&mut tx, c => sqlx::query_as(sqlx::AssertSqlSafe(count.clone()))
+                    .bind(tenant).bind(id).fetch_all(c).await)?;
                 let sql = format!(
                     "update messages set status = 'failed', status_rank = 5, failed_at = $3, updated_at = $3,
                         error_title = 'campaign_cancelled', lease_until = null
-                     where tenant_id = $1 and {RUNS} and status = 'queued'
-                     returning run_id"
+                     where tenant_id = $1 and {RUNS} and status = 'queued'"
                 );
-                let runs: Vec<Option<RunId>> = on_tx!(&mut tx, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(tenant).bind(id).bind(now).fetch_all(c).await)?;
-                let mut per: HashMap<RunId, i64> = HashMap::new();
-                for r in runs.into_iter().flatten() {
-                    *per.entry(r).or_default() += 1;
-                }
+                on_tx!(&mut tx, c => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(tenant).bind(id).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
                 for (run, n) in per {
+                    let Some(run) = run else { continue };
                     on_tx!(&mut tx, c => sqlx::query(
                         "update campaign_runs set done = done + $3, cancelled = cancelled + $3 where tenant_id = $1 and id = $2",
                     )
@@ -844,74 +845,65 @@ impl Db {
         .map_err(Into::into)
     }
 
-    /// Materialises the next batch of a run's audience (contacts in id order after the
-    /// cursor) into the outbox with set-based statements: opted-out contacts are recorded as
-    /// skipped when the template is marketing; the cursor and counters move in the same
-    /// transaction, and (run, contact) is unique, so a replayed batch adds nothing.
-    #[allow(clippy::too_many_arguments)]
+    /// Materialises the next batch of a run's audience — its next `batch` contacts in id order
+    /// after the cursor — into the outbox with one set-based `INSERT … SELECT`. The cursor and
+    /// counters move in the same transaction, so a crash replays nothing twice (and (run,
+    /// contact) is unique besides). With the last batch, opted-out contacts of a marketing
+    /// campaign are recorded as skipped, in one statement.
     pub async fn fanout_batch(
         &self,
         job: &FanoutJob,
         audience: &AudienceSql,
         marketing: bool,
-        first_send_at: DateTime<Utc>,
         batch: i64,
         now: DateTime<Utc>,
     ) -> Result<FanoutStep> {
         let tenant = job.tenant_id;
         let cursor = job.fanout_cursor.unwrap_or(uuid::Uuid::nil());
-        let bound: Option<uuid::Uuid> = on_db!(self, p => sqlx::query_scalar(
-            "select id from contacts c where c.tenant_id = $1 and c.deleted_at is null and c.id > $2
-             order by c.id limit 1 offset $3",
-        )
-        .bind(tenant)
-        .bind(cursor)
-        .bind(batch - 1)
-        .fetch_optional(p)
-        .await)?;
         let backend = self.backend();
-        let (w, binds) = audience.sql(backend, now, 9);
+        let (w, binds) = audience.sql(backend, now, 8);
         let consent = if marketing {
             " and (c.consent is null or c.consent <> 'opted_out')"
         } else {
             ""
         };
         let preview = format!("Template: {}", job.template_name);
-        let ms = now.timestamp_millis();
-        let id = new_id_sql(backend, "$8");
-        // The audience binds take $9…; the cursor and the batch's bound follow them.
-        let (cur_n, bound_n) = (9 + binds.len(), 10 + binds.len());
+        let id = new_id_sql(backend, "$7");
+        // The audience binds take $8…; the cursor and the batch size follow them.
+        let (cur_n, lim_n) = (8 + binds.len(), 9 + binds.len());
         let insert = format!(
             "insert into messages (tenant_id, id, number_id, contact_id, campaign_id, run_id, direction, kind, content,
                 preview, to_phone, status, status_rank, attempts, next_attempt_at, priority, created_at, updated_at)
-             select c.tenant_id, {id}, $2, c.id, $3, $4, 'outbound', 'template', '', $5, c.phone, 'queued', 0, 0, $6, 1, $7, $7
-             from contacts c where c.tenant_id = $1 and c.deleted_at is null and c.id > ${cur_n} and (${bound_n} is null or c.id <= ${bound_n})
+             select c.tenant_id, {id}, $2, c.id, $3, $4, 'outbound', 'template', '', $5, c.phone, 'queued', 0, 0, $6, 1, $6, $6
+             from contacts c where c.tenant_id = $1 and c.deleted_at is null and c.id > ${cur_n}
                and {w}{consent}
-             on conflict do nothing"
+             order by c.id limit ${lim_n}
+             returning contact_id"
         );
         let mut tx = self.begin().await?;
-        let queued = on_tx!(&mut tx, c => {
-            let q = sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
+        let ids: Vec<ContactId> = on_tx!(&mut tx, c => {
+            let q = sqlx::query_scalar(sqlx::AssertSqlSafe(insert.clone()))
                 .bind(tenant).bind(job.number_id).bind(job.campaign_id).bind(job.run_id)
-                .bind(preview.clone()).bind(first_send_at).bind(now).bind(ms);
-            bind_all!(q, &binds).bind(cursor).bind(bound).execute(c).await.map(|r| r.rows_affected())
-        })? as i64;
+                .bind(preview.clone()).bind(now).bind(now.timestamp_millis());
+            bind_all!(q, &binds).bind(cursor).bind(batch).fetch_all(c).await
+        })?;
+        let queued = ids.len() as i64;
+        let done = queued < batch;
+        let next = ids.iter().max().map(|c| c.0).unwrap_or(cursor);
         let mut skipped = 0i64;
-        if marketing {
-            let (w2, binds2) = audience.sql(backend, now, 5);
+        if done && marketing {
+            let (w2, binds2) = audience.sql(backend, now, 3);
             let skip = format!(
                 "insert into campaign_skips (tenant_id, run_id, contact_id, reason)
                  select c.tenant_id, $2, c.id, 'opted_out' from contacts c
-                 where c.tenant_id = $1 and c.deleted_at is null and c.id > $3 and ($4 is null or c.id <= $4)
-                   and c.consent = 'opted_out' and {w2}
+                 where c.tenant_id = $1 and c.deleted_at is null and c.consent = 'opted_out' and {w2}
                  on conflict do nothing"
             );
             skipped = on_tx!(&mut tx, c => {
-                let q = sqlx::query(sqlx::AssertSqlSafe(skip.clone())).bind(tenant).bind(job.run_id).bind(cursor).bind(bound);
+                let q = sqlx::query(sqlx::AssertSqlSafe(skip.clone())).bind(tenant).bind(job.run_id);
                 bind_all!(q, &binds2).execute(c).await.map(|r| r.rows_affected())
             })? as i64;
         }
-        let done = bound.is_none();
         on_tx!(&mut tx, c => sqlx::query(
             "update campaign_runs set fanout_cursor = $3, fanout_done = $4, targeted = targeted + $5 + $6,
                 queued = queued + $5, skipped = skipped + $6, skipped_opted_out = skipped_opted_out + $6,
@@ -920,7 +912,7 @@ impl Db {
         )
         .bind(tenant)
         .bind(job.run_id)
-        .bind(bound)
+        .bind(next)
         .bind(done)
         .bind(queued)
         .bind(skipped)
