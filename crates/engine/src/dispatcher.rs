@@ -56,6 +56,13 @@ pub struct Pacing(Arc<Mutex<HashMap<NumberId, Sender>>>);
 
 const SENDER_TTL: Duration = Duration::from_secs(30);
 
+/// A number's pace: `rate` per second with a tenth of a second of burst — enough to absorb the
+/// pause between batches, too little to overshoot the number's limit in any one second.
+pub fn pace(rate: NonZeroU32) -> Quota {
+    Quota::per_second(rate)
+        .allow_burst(NonZeroU32::new((rate.get() / 10).max(1)).expect("positive"))
+}
+
 /// When to try again after the `attempts`-th failure: doubling from 1 s, at least what Meta
 /// asked for (131056: 4^X × its base), at most 15 minutes.
 pub fn backoff(attempts: i32, meta_after: Option<Duration>) -> Duration {
@@ -88,13 +95,10 @@ impl Engine {
         // Keep the existing bucket when the rate is unchanged, so a refresh does not reset pacing.
         let limiter = match map.get(&number) {
             Some(old) if old.rate == rps.get() => old.limiter.clone(),
-            // A tenth of a second of burst: enough to absorb the pause between batches, too
-            // little to overshoot the number's limit in any one second.
-            _ => Arc::new(DefaultDirectRateLimiter::direct(
-                Quota::per_second(rps)
-                    .allow_burst(NonZeroU32::new((rps.get() / 10).max(1)).expect("positive")),
-            )),
+            _ => Arc::new(DefaultDirectRateLimiter::direct(pace(rps))),
         };
+        metrics::gauge!("dispatch_lane_limit_per_second", "number" => n.phone_number_id.clone())
+            .set(rps.get() as f64);
         let s = Sender {
             phone_number_id: n.phone_number_id,
             token,
@@ -664,6 +668,53 @@ fn within(created: DateTime<Utc>, now: DateTime<Utc>, window: Duration) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pacing on a controlled clock: over any stretch, sends admitted ≤ rate × time + burst,
+    /// and a lane that keeps asking gets exactly the rate.
+    #[test]
+    fn a_lane_is_paced_at_its_numbers_rate() {
+        use governor::{RateLimiter, clock::FakeRelativeClock};
+        for rate in [1u32, 80, 1000] {
+            let clock = FakeRelativeClock::default();
+            let limiter =
+                RateLimiter::direct_with_clock(pace(NonZeroU32::new(rate).unwrap()), clock.clone());
+            let burst = (rate / 10).max(1);
+            // A full bucket: the burst goes at once, then nothing until time passes.
+            let mut first = 0;
+            while limiter.check().is_ok() {
+                first += 1;
+            }
+            assert_eq!(first, burst, "rate {rate}");
+            // Ten seconds in 1 ms steps, taking every cell offered.
+            let mut admitted = 0u64;
+            let mut worst_second = 0u64;
+            let mut window = std::collections::VecDeque::new();
+            for ms in 1..=10_000u64 {
+                clock.advance(Duration::from_millis(1));
+                let mut n = 0;
+                while limiter.check().is_ok() {
+                    n += 1;
+                }
+                admitted += n;
+                window.push_back(n);
+                if window.len() > 1000 {
+                    window.pop_front();
+                }
+                if ms >= 1000 {
+                    worst_second = worst_second.max(window.iter().sum());
+                }
+            }
+            assert_eq!(
+                admitted,
+                rate as u64 * 10,
+                "rate {rate}: long-run rate exact"
+            );
+            assert!(
+                worst_second <= rate as u64,
+                "rate {rate}: {worst_second} in one second"
+            );
+        }
+    }
 
     #[test]
     fn backoff_doubles_honours_meta_and_caps() {
