@@ -170,13 +170,22 @@ pub const OPT_IN_WORDS: &[&str] = &[
     "ਸ਼ੁਰੂ",
 ];
 
-/// What an inbound text asks for, if it is a consent keyword.
-pub fn keyword(text: &str) -> Option<Consent> {
-    let t = text
-        .trim()
+/// A text as keywords are compared: trimmed, lower-case, without trailing punctuation.
+pub fn normalize_keyword(text: &str) -> String {
+    text.trim()
         .trim_end_matches(['.', '!', '।'])
         .trim()
-        .to_lowercase();
+        .to_lowercase()
+}
+
+/// The built-in keywords: (opt-out, opt-in).
+pub fn builtin_keywords() -> (&'static [&'static str], &'static [&'static str]) {
+    (OPT_OUT_WORDS, OPT_IN_WORDS)
+}
+
+/// What an inbound text asks for, if it is a built-in consent keyword.
+pub fn keyword(text: &str) -> Option<Consent> {
+    let t = normalize_keyword(text);
     if OPT_OUT_WORDS.contains(&t.as_str()) {
         Some(Consent::OptedOut)
     } else if OPT_IN_WORDS.contains(&t.as_str()) {

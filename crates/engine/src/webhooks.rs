@@ -281,7 +281,24 @@ impl Engine {
         .await?;
         // STOP / START (and their translations) change marketing consent, and are confirmed.
         let mut confirmed = false;
-        if let Some(want) = m.keyword_text().and_then(keyword) {
+        let want = match m.keyword_text() {
+            None => None,
+            Some(t) => match keyword(t) {
+                Some(w) => Some(w),
+                None => contacts::custom_keyword_in(
+                    &mut tx,
+                    num.tenant_id,
+                    &pinglayer_domain::contact::normalize_keyword(t),
+                )
+                .await?
+                .and_then(|c| match c.as_str() {
+                    "opted_out" => Some(Consent::OptedOut),
+                    "opted_in" => Some(Consent::OptedIn),
+                    _ => None,
+                }),
+            },
+        };
+        if let Some(want) = want {
             let note = format!("keyword in {}", m.id);
             if contacts::set_consent_in(
                 &mut tx,

@@ -439,3 +439,58 @@ impl Db {
         })
     }
 }
+
+/// A tenant's own consent keyword, if `word` (normalised) is one.
+pub async fn custom_keyword_in(
+    tx: &mut Tx,
+    tenant: TenantId,
+    word: &str,
+) -> Result<Option<String>> {
+    Ok(
+        on_tx!(tx, c => sqlx::query_scalar("select consent from consent_keywords where tenant_id = $1 and keyword = $2")
+        .bind(tenant)
+        .bind(word)
+        .fetch_optional(c)
+        .await)?,
+    )
+}
+
+impl Db {
+    /// A tenant's own keywords: (keyword, consent), alphabetical.
+    pub async fn consent_keywords(&self, tenant: TenantId) -> Result<Vec<(String, String)>> {
+        Ok(on_db!(self, p => sqlx::query_as(
+            "select keyword, consent from consent_keywords where tenant_id = $1 order by keyword",
+        )
+        .bind(tenant)
+        .fetch_all(p)
+        .await)?)
+    }
+
+    /// Replaces a tenant's own keywords (already normalised and checked for clashes).
+    pub async fn set_consent_keywords(
+        &self,
+        tenant: TenantId,
+        words: &[(String, &str)],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        on_tx!(&mut tx, c => sqlx::query("delete from consent_keywords where tenant_id = $1")
+            .bind(tenant)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        for (w, consent) in words {
+            on_tx!(&mut tx, c => sqlx::query(
+                "insert into consent_keywords (tenant_id, keyword, consent, created_at) values ($1, $2, $3, $4)",
+            )
+            .bind(tenant)
+            .bind(w)
+            .bind(*consent)
+            .bind(now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        }
+        tx.commit().await
+    }
+}

@@ -43,6 +43,7 @@ pub fn routes() -> OpenApiRouter<ApiContext> {
         .routes(routes!(opt_in))
         .routes(routes!(bulk_tags))
         .routes(routes!(export_contacts))
+        .routes(routes!(get_keywords, put_keywords))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -764,4 +765,103 @@ async fn export_contacts(
         axum::body::Body::from_stream(stream),
     )
         .into_response())
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct Keywords {
+    /// Inbound texts that opt a contact out, e.g. `["UNSUBSCRIBE", "रोकें", "bas karo"]`.
+    #[serde(default)]
+    pub opt_out: Vec<String>,
+    /// Inbound texts that opt a contact back in.
+    #[serde(default)]
+    pub opt_in: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeywordsView {
+    /// The tenant's own keywords (normalised: lower-case, no trailing punctuation).
+    pub custom: Keywords,
+    /// Always active: STOP, UNSUBSCRIBE, START… in English and Indian languages.
+    pub builtin: Keywords,
+}
+
+async fn keywords_view(
+    ctx: &ApiContext,
+    tenant: pinglayer_domain::TenantId,
+) -> ApiResult<KeywordsView> {
+    let mut custom = Keywords {
+        opt_out: vec![],
+        opt_in: vec![],
+    };
+    for (w, c) in ctx.db.consent_keywords(tenant).await? {
+        if c == "opted_out" {
+            custom.opt_out.push(w);
+        } else {
+            custom.opt_in.push(w);
+        }
+    }
+    let (out, inn) = pinglayer_domain::contact::builtin_keywords();
+    Ok(KeywordsView {
+        custom,
+        builtin: Keywords {
+            opt_out: out.iter().map(|s| s.to_string()).collect(),
+            opt_in: inn.iter().map(|s| s.to_string()).collect(),
+        },
+    })
+}
+
+/// The keywords that change marketing consent when a contact sends them.
+#[utoipa::path(get, path = "/api/v1/consent/keywords", tag = "contacts", security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = KeywordsView)))]
+async fn get_keywords(
+    State(ctx): State<ApiContext>,
+    Auth(p, ..): Auth<perm::ContactsRead>,
+) -> ApiResult<axum::Json<KeywordsView>> {
+    Ok(axum::Json(keywords_view(&ctx, p.tenant.id).await?))
+}
+
+/// Replace the tenant's own opt-out / opt-in keywords (built-in ones stay active).
+#[utoipa::path(put, path = "/api/v1/consent/keywords", tag = "contacts", request_body = Keywords, security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = KeywordsView), (status = 422, body = ErrorBody)))]
+async fn put_keywords(
+    State(ctx): State<ApiContext>,
+    Auth(p, ..): Auth<perm::ContactsWrite>,
+    Json(req): Json<Keywords>,
+) -> ApiResult<axum::Json<KeywordsView>> {
+    use pinglayer_domain::contact::{keyword, normalize_keyword};
+    let mut words: Vec<(String, &str)> = Vec::new();
+    for (list, consent, field) in [
+        (&req.opt_out, "opted_out", "opt_out"),
+        (&req.opt_in, "opted_in", "opt_in"),
+    ] {
+        for raw in list {
+            let w = normalize_keyword(raw);
+            if w.is_empty() || w.chars().count() > 40 {
+                return Err(ApiError::field(
+                    field,
+                    format!("{raw:?} is not a keyword (1–40 characters)"),
+                ));
+            }
+            let builtin = keyword(&w).map(|c| c.as_str());
+            if builtin.is_some_and(|b| b != consent) {
+                return Err(ApiError::field(
+                    field,
+                    format!("{raw:?} is a built-in keyword with the opposite meaning"),
+                ));
+            }
+            if words.iter().any(|(x, c)| *x == w && *c != consent) {
+                return Err(ApiError::field(field, format!("{raw:?} is in both lists")));
+            }
+            if builtin.is_none() && !words.iter().any(|(x, _)| *x == w) {
+                words.push((w, consent));
+            }
+        }
+    }
+    if words.len() > 200 {
+        return Err(ApiError::field("opt_out", "at most 200 keywords"));
+    }
+    ctx.db
+        .set_consent_keywords(p.tenant.id, &words, ctx.clock.now())
+        .await?;
+    Ok(axum::Json(keywords_view(&ctx, p.tenant.id).await?))
 }

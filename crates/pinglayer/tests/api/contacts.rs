@@ -480,3 +480,86 @@ async fn bulk_tags_and_exports(app: TestApp) {
     );
 }
 both!(bulk_tags_and_exports);
+
+async fn a_tenant_adds_its_own_consent_keywords(app: TestApp) {
+    let owner = app.register("Shop", "o@shop.test").await;
+    let r = app
+        .post("/api/v1/whatsapp/numbers", Some(&owner.token), json!({"waba_id": "200000000000001", "phone_number_id": "100000000000001", "display_phone_number": "+1 555-000-0001", "access_token": "sandbox-access-token"}))
+        .await;
+    assert_eq!(r.status, 201);
+    let base = app.get("/api/v1/consent/keywords", &owner.token).await;
+    assert!(
+        base.body["builtin"]["opt_out"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w == "stop")
+    );
+    // Clashes with the built-in meaning, and a word in both lists, are refused.
+    let r = app
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/consent/keywords",
+            Some(&owner.token),
+            Some(json!({"opt_out": ["start"]})),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    let r = app
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/consent/keywords",
+            Some(&owner.token),
+            Some(json!({"opt_out": ["Bas karo!"], "opt_in": ["bas karo"]})),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+    let r = app
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/consent/keywords",
+            Some(&owner.token),
+            Some(json!({"opt_out": ["Bas karo!", "STOP"], "opt_in": ["Phir se"]})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["custom"]["opt_out"], json!(["bas karo"]));
+    assert_eq!(r.body["custom"]["opt_in"], json!(["phir se"]));
+    let c = add(
+        &app,
+        &owner,
+        json!({"phone": "+919812345678", "consent": "opted_in"}),
+    )
+    .await;
+    let cpath = format!("/api/v1/contacts/{}", c["id"].as_str().unwrap());
+    let inbound = |text: &'static str| {
+        app.raw(app.client.post(format!("{}/sandbox/inbound", app.graph)).json(&json!({"phone_number_id": "100000000000001", "from": "919812345678", "text": text})))
+    };
+    inbound("bas KARO.").await;
+    for _ in 0..250 {
+        if app.get(&cpath, &owner.token).await.body["consent"]["status"] == "opted_out" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        app.get(&cpath, &owner.token).await.body["consent"]["status"],
+        "opted_out"
+    );
+    inbound("phir se").await;
+    for _ in 0..250 {
+        if app.get(&cpath, &owner.token).await.body["consent"]["status"] == "opted_in" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        app.get(&cpath, &owner.token).await.body["consent"]["status"],
+        "opted_in"
+    );
+    // Another tenant's keywords are its own.
+    let other = app.register("Other", "x@other.test").await;
+    let k = app.get("/api/v1/consent/keywords", &other.token).await;
+    assert_eq!(k.body["custom"]["opt_out"], json!([]));
+}
+both!(a_tenant_adds_its_own_consent_keywords);
