@@ -576,7 +576,7 @@ pub async fn campaign(
     tokio::time::sleep(Duration::from_millis(200)).await;
     let config = pinglayer_engine::EngineConfig {
         dispatch_batch: 500,
-        dispatch_concurrency: 256,
+        dispatch_concurrency: 32,
         ..Default::default()
     };
     let mut app = Application::build(
@@ -607,7 +607,7 @@ pub async fn campaign(
                     .env("PINGLAYER_GRAPH_BASE_URL", &graph)
                     .env("PINGLAYER_DATA_DIR", &dir)
                     .env("PINGLAYER_DISPATCH_BATCH", "500")
-                    .env("PINGLAYER_DISPATCH_CONCURRENCY", "256")
+                    .env("PINGLAYER_DISPATCH_CONCURRENCY", "32")
                     .env("PINGLAYER_LOG", "warn")
                     .kill_on_drop(true)
                     .spawn()?,
