@@ -704,3 +704,89 @@ both!(
     a_one_off_message_goes_before_a_big_campaign,
     |o: &mut TestOptions| o.auto_engine = false
 );
+
+async fn quiet_hours_hold_sends_and_a_test_message_goes_at_once(app: TestApp) {
+    let owner = app.register("Salon", "o@salon.test").await;
+    connect(&app, &owner).await;
+    marketing_template(&app, &owner, "offer").await;
+    contact(
+        &app,
+        &owner,
+        json!({"phone": "+919850000001", "name": "Devi", "tags": ["regulars"], "attributes": {"city": "Goa"}}),
+    )
+    .await;
+    // Quiet hours around "now" (UTC): from one hour ago to two hours ahead.
+    let now = app.clock.now();
+    let hm = |t: chrono::DateTime<chrono::Utc>| t.format("%H:%M").to_string();
+    let end = now + chrono::Duration::hours(2);
+    let mut body = campaign_body("offer", json!({"tags": ["regulars"]}));
+    body["quiet_hours"] = json!({"start": hm(now - chrono::Duration::hours(1)), "end": hm(end)});
+    let r = app
+        .post("/api/v1/campaigns", Some(&owner.token), body)
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+
+    // A test message is not a campaign send: it goes now, filled from the contact.
+    let r = app
+        .post(
+            &format!("/api/v1/campaigns/{id}/test"),
+            Some(&owner.token),
+            json!({"to": "+919850000001"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    assert_eq!(app.engine.dispatch_once().await.unwrap(), 1);
+    {
+        let sent = app.sandbox.sent.lock().unwrap();
+        let m = serde_json::to_value(&sent[0].message).unwrap();
+        assert_eq!(
+            m["template"]["components"][0]["parameters"][0]["text"],
+            "Devi"
+        );
+        assert_eq!(
+            m["template"]["components"][0]["parameters"][1]["text"],
+            "Goa"
+        );
+    }
+    let r = app
+        .post(
+            &format!("/api/v1/campaigns/{id}/test"),
+            Some(&owner.token),
+            json!({"to": "not a phone"}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+
+    app.post(
+        &format!("/api/v1/campaigns/{id}/launch"),
+        Some(&owner.token),
+        json!({}),
+    )
+    .await;
+    assert_eq!(app.engine.campaigns_once().await.unwrap(), 1);
+    // In quiet hours the claimed message is put back until they end; nothing goes out.
+    app.engine.dispatch_once().await.unwrap();
+    assert_eq!(app.engine.dispatch_once().await.unwrap(), 0);
+    assert_eq!(app.sandbox.sent.lock().unwrap().len(), 1);
+    let s = stats(&app, &owner.token, &id).await;
+    assert_eq!(
+        (s["sent"].as_i64(), s["pending"].as_i64()),
+        (Some(0), Some(1)),
+        "{s}"
+    );
+    // When they end, it is sent.
+    app.clock.set(end + chrono::Duration::minutes(1));
+    assert_eq!(app.engine.dispatch_once().await.unwrap(), 1);
+    assert_eq!(app.sandbox.sent.lock().unwrap().len(), 2);
+    let s = stats(&app, &owner.token, &id).await;
+    assert_eq!(
+        (s["sent"].as_i64(), s["pending"].as_i64()),
+        (Some(1), Some(0)),
+        "{s}"
+    );
+}
+both!(
+    quiet_hours_hold_sends_and_a_test_message_goes_at_once,
+    |o: &mut TestOptions| o.auto_engine = false
+);
