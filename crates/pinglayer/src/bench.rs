@@ -344,6 +344,29 @@ pub async fn import(database_url: &str, rows: usize) -> anyhow::Result<()> {
         );
     }
     let _ = std::fs::remove_file(&path);
+    // A segment with three conditions over the imported contacts, counted as the API counts it.
+    if let Db::Postgres(p) = &db {
+        sqlx::query("analyze contacts").execute(p).await?;
+        sqlx::query("analyze contact_tags").execute(p).await?;
+    }
+    let filter = pinglayer_domain::segment::Filter::parse(&json!({"all": [
+        {"field": "language", "op": "eq", "value": "hi"},
+        {"field": "tag", "op": "has", "value": "vip"},
+        {"field": "attributes.city", "op": "eq", "value": "City 7"}
+    ]}))
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut times = Vec::new();
+    let mut n = 0;
+    for _ in 0..7 {
+        let t = Instant::now();
+        n = db.count_matching(tenant.id, &filter, now).await?;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    println!(
+        "segment count (language = hi AND tag vip AND attributes.city = 'City 7') over {rows} contacts: {n} match; median {:.1?}, worst {:.1?} of 7",
+        times[3], times[6]
+    );
     Ok(())
 }
 
