@@ -1092,20 +1092,28 @@ impl Db {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let until = until.unwrap_or_else(held_until);
-        let mut tx = self.begin().await?;
+        let mut by_tenant: HashMap<TenantId, Vec<pinglayer_domain::MessageId>> = HashMap::new();
         for (t, m) in keys {
-            on_tx!(&mut tx, c => sqlx::query(
-                "update messages set status = 'queued', status_rank = 0, attempts = attempts - 1,
-                    next_attempt_at = $3, lease_until = null, updated_at = $4
-                 where tenant_id = $1 and id = $2 and status = 'sending'",
-            )
-            .bind(*t)
-            .bind(*m)
-            .bind(until)
-            .bind(now)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected()))?;
+            by_tenant.entry(*t).or_default().push(*m);
+        }
+        let mut tx = self.begin().await?;
+        for (tenant, ids) in by_tenant {
+            for chunk in ids.chunks(500) {
+                let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 4)).collect();
+                let sql = format!(
+                    "update messages set status = 'queued', status_rank = 0, attempts = attempts - 1,
+                        next_attempt_at = $2, lease_until = null, updated_at = $3
+                     where tenant_id = $1 and status = 'sending' and id in ({})",
+                    marks.join(", ")
+                );
+                on_tx!(&mut tx, c => {
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(tenant).bind(until).bind(now);
+                    for id in chunk {
+                        q = q.bind(*id);
+                    }
+                    q.execute(c).await.map(|r| r.rows_affected())
+                })?;
+            }
         }
         tx.commit().await
     }

@@ -89,6 +89,14 @@ pub struct Claimed {
     pub created_at: DateTime<Utc>,
 }
 
+/// What an acceptance changes, from a row `v (wamid, content, preview)` and `$6` = now.
+const ACCEPT_SET: &str = "set wamid = v.wamid, lease_until = null, updated_at = $6,
+    status = case when messages.status_rank < 2 then 'sent' else messages.status end,
+    sent_at = coalesce(messages.sent_at, $6),
+    status_rank = case when messages.status_rank < 2 then 2 else messages.status_rank end,
+    content = case when messages.content = '' then coalesce(v.content, messages.content) else messages.content end,
+    preview = coalesce(v.preview, messages.preview)";
+
 /// A message Meta accepted, with the content a campaign message was rendered with.
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -424,6 +432,8 @@ impl Db {
     }
 
     /// Meta accepted these messages: each is `sent` unless a webhook already moved it further.
+    /// PostgreSQL takes the batch as arrays in one statement; SQLite (one local writer) a
+    /// statement per message; the same `SET` for both.
     /// Campaign messages also get the content they were rendered with. One transaction.
     pub async fn record_accepted(&self, items: &[Accepted], now: DateTime<Utc>) -> Result<()> {
         if items.is_empty() {
@@ -434,16 +444,11 @@ impl Db {
         let before = lock_ranks(&mut tx, &keys).await?;
         match &mut tx {
             Tx::Postgres(t) => {
-                sqlx::query(
-                    "update messages set wamid = v.wamid, lease_until = null, updated_at = $6,
-                        status = case when messages.status_rank < 2 then 'sent' else messages.status end,
-                        sent_at = coalesce(messages.sent_at, $6),
-                        status_rank = case when messages.status_rank < 2 then 2 else messages.status_rank end,
-                        content = case when messages.content = '' then coalesce(v.content, messages.content) else messages.content end,
-                        preview = coalesce(v.preview, messages.preview)
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "update messages {ACCEPT_SET}
                      from unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[]) as v (tid, mid, wamid, content, preview)
-                     where messages.tenant_id = v.tid and messages.id = v.mid",
-                )
+                     where messages.tenant_id = v.tid and messages.id = v.mid"
+                )))
                 .bind(items.iter().map(|a| a.tenant_id.0).collect::<Vec<_>>())
                 .bind(items.iter().map(|a| a.id.0).collect::<Vec<_>>())
                 .bind(items.iter().map(|a| a.wamid.as_str()).collect::<Vec<_>>())
@@ -455,15 +460,11 @@ impl Db {
             }
             Tx::Sqlite(t) => {
                 for a in items {
-                    sqlx::query(
-                        "update messages set wamid = $3, lease_until = null, updated_at = $6,
-                            status = case when status_rank < 2 then 'sent' else status end,
-                            sent_at = coalesce(sent_at, $6),
-                            status_rank = case when status_rank < 2 then 2 else status_rank end,
-                            content = case when content = '' then coalesce($4, content) else content end,
-                            preview = coalesce($5, preview)
-                         where tenant_id = $1 and id = $2",
-                    )
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "update messages {ACCEPT_SET}
+                         from (select $1 as tid, $2 as mid, $3 as wamid, $4 as content, $5 as preview) as v
+                         where messages.tenant_id = v.tid and messages.id = v.mid"
+                    )))
                     .bind(a.tenant_id)
                     .bind(a.id)
                     .bind(&a.wamid)

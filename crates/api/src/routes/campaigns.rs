@@ -226,7 +226,6 @@ async fn check(
             ),
         ));
     }
-    let json = |v: &dyn erased::Ser| v.to_value();
     Ok(CampaignSpec {
         name,
         number_id: number.id,
@@ -235,20 +234,13 @@ async fn check(
         parameters: json(parameters),
         audience: json(&audience),
         schedule: json(schedule),
-        quiet_hours: quiet.map(|q| json(q)),
+        quiet_hours: quiet.map(json),
     })
 }
 
-mod erased {
-    /// Serialises any of the campaign's parts to JSON (they cannot fail to serialise).
-    pub trait Ser {
-        fn to_value(&self) -> serde_json::Value;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn to_value(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
-        }
-    }
+/// A campaign's part as stored JSON (these types always serialise).
+fn json<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
 fn refused(action: &str, r: Refused) -> ApiError {

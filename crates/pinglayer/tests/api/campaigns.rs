@@ -5,7 +5,6 @@
 
 use pinglayer_domain::{Clock, NumberId};
 use serde_json::{Value, json};
-use std::time::Duration;
 
 use crate::{
     both,
@@ -698,7 +697,6 @@ async fn a_one_off_message_goes_before_a_big_campaign(app: TestApp) {
         sent.iter().any(|m| m.to == "919812345678"),
         "the one-off waited behind the campaign"
     );
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }
 both!(
     a_one_off_message_goes_before_a_big_campaign,
