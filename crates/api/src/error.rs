@@ -27,6 +27,9 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("method not allowed")]
     MethodNotAllowed(String),
+    /// It existed, and is no more (an expired or disabled link).
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
     #[error("request body is too large")]
     PayloadTooLarge,
     #[error("{0}")]
@@ -102,6 +105,7 @@ impl ApiError {
             Self::Conflict { code, message } => {
                 (StatusCode::CONFLICT, code, message.clone(), Value::Null)
             }
+            Self::Gone { code, message } => (StatusCode::GONE, code, message.clone(), Value::Null),
             Self::MethodNotAllowed(m) => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",

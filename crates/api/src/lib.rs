@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod export;
 pub mod extract;
 pub mod mailer;
 pub mod middleware;

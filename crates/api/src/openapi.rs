@@ -25,6 +25,9 @@ use utoipa::{
         (name = "inbox", description = "Conversations with customers"),
         (name = "contacts", description = "Customers, tags and consent"),
         (name = "campaigns", description = "Broadcasts, schedules, runs and their results"),
+        (name = "links", description = "Smart links: short URLs, personal per campaign recipient, every click counted"),
+        (name = "analytics", description = "Dashboards and reports from rollups kept as events arrive"),
+        (name = "billing", description = "Prepaid balance, ledger, prices, plans and usage"),
     )
 )]
 pub struct ApiDoc;

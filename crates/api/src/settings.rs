@@ -57,6 +57,8 @@ pub struct Settings {
     /// (verify token), exchanges Embedded Signup codes (id + secret). A number may bring its
     /// own app secret and verify token instead.
     pub meta: MetaApp,
+    /// MaxMind-format database for the country of smart-link clicks.
+    pub geoip_db: Option<PathBuf>,
 }
 
 #[derive(Clone, Default)]
@@ -117,6 +119,7 @@ impl Settings {
             login_window: Duration::from_secs(15 * 60),
             smtp: None,
             meta: MetaApp::default(),
+            geoip_db: None,
         }
     }
 }

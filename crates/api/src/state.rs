@@ -47,6 +47,9 @@ pub struct Inner {
     pub wake_campaigns: Arc<tokio::sync::Notify>,
     /// Decrypted per-number app secrets by phone_number_id, for webhook signatures.
     pub number_secrets: Mutex<HashMap<String, CachedSecret>>,
+    /// Smart-link clicks waiting to be written, and the redirect's lookups.
+    pub clicks: pinglayer_engine::clicks::Clicks,
+    pub link_cache: crate::routes::links::LinkCache,
 }
 
 /// A number's own app secret (or none), and when it was read.
@@ -59,6 +62,7 @@ pub struct EngineLink {
     pub wake_dispatch: Arc<tokio::sync::Notify>,
     pub wake_webhooks: Arc<tokio::sync::Notify>,
     pub wake_campaigns: Arc<tokio::sync::Notify>,
+    pub clicks: pinglayer_engine::clicks::Clicks,
 }
 
 impl Deref for ApiContext {
@@ -100,6 +104,8 @@ impl ApiContext {
             wake_webhooks: engine.wake_webhooks,
             wake_campaigns: engine.wake_campaigns,
             number_secrets: Mutex::new(HashMap::new()),
+            clicks: engine.clicks,
+            link_cache: Default::default(),
             db,
             settings,
             clock,
@@ -129,9 +135,15 @@ impl ApiContext {
         });
         Ok(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
+            // Smart-link clicks are written in batches several times a second.
+            let mut clicks = tokio::time::interval(Duration::from_millis(200));
             tokio::pin!(shutdown);
             loop {
                 tokio::select! {
+                    _ = clicks.tick() => {
+                        self.flush_clicks().await;
+                        continue;
+                    }
                     _ = tick.tick() => {}
                     _ = &mut shutdown => break,
                 }
@@ -142,6 +154,7 @@ impl ApiContext {
             }
             listening.abort();
             self.flush_key_usage().await;
+            self.flush_clicks().await;
         }))
     }
 
@@ -151,6 +164,14 @@ impl ApiContext {
         self.auth_cache.invalidate(Some(tenant));
         if let Err(e) = self.db.notify_auth_changed(tenant).await {
             tracing::warn!(error = %e, "could not broadcast an auth change");
+        }
+    }
+
+    /// Writes the queued smart-link clicks (also called once more after the last request of
+    /// a graceful shutdown).
+    pub async fn flush_clicks(&self) {
+        if let Err(e) = self.clicks.flush(&self.db).await {
+            tracing::warn!(error = %e, "could not record link clicks; they stay queued");
         }
     }
 

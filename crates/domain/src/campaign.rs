@@ -2,7 +2,7 @@
 //! hours, and how template parameters are filled from a contact. Pure rules; the store and the
 //! engine act on them.
 
-use crate::{CampaignId, ContactId, FieldError, SegmentId};
+use crate::{CampaignId, ContactId, FieldError, LinkId, SegmentId};
 use chrono::{DateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -371,6 +371,11 @@ pub struct ParamInput {
     /// Used when the source is empty for a contact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
+    /// With `"source": "link"`: the smart link whose personal short URL each recipient gets
+    /// (in a URL button, only the code: the template's URL ends in `/s/{{1}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub link_id: Option<LinkId>,
 }
 
 /// Values for a template's `{{n}}` placeholders, in order, per component.
@@ -401,6 +406,8 @@ pub enum Source {
     Email,
     Language,
     Attribute(String),
+    /// A smart link: personal per recipient (filled by the engine, not from contact data).
+    Link(LinkId),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -421,6 +428,9 @@ pub struct ContactData<'a> {
 impl Param {
     pub fn parse(p: &ParamInput) -> Result<Self, FieldError> {
         let err = |m: String| FieldError::new("parameters", m);
+        if p.link_id.is_some() && p.source.as_deref() != Some("link") {
+            return Err(err("link_id goes with \"source\": \"link\"".into()));
+        }
         let source = match (&p.source, &p.text) {
             (Some(_), Some(_)) => return Err(err("give source or text, not both".into())),
             (None, Some(t)) => Source::Text(t.clone()),
@@ -431,6 +441,10 @@ impl Param {
                 "contact.phone" => Source::Phone,
                 "contact.email" => Source::Email,
                 "contact.language" => Source::Language,
+                "link" => match p.link_id {
+                    Some(id) => Source::Link(id),
+                    None => return Err(err("\"source\": \"link\" needs a link_id".into())),
+                },
                 other => match other.strip_prefix("attributes.") {
                     Some(k)
                         if !k.is_empty()
@@ -441,7 +455,7 @@ impl Param {
                     }
                     _ => {
                         return Err(err(format!(
-                            "unknown source {other:?} (contact.name, contact.first_name, contact.phone, contact.email, contact.language, attributes.<key>)"
+                            "unknown source {other:?} (contact.name, contact.first_name, contact.phone, contact.email, contact.language, attributes.<key>, link)"
                         )));
                     }
                 },
@@ -465,6 +479,8 @@ impl Param {
             Source::Phone => Some(c.phone.to_string()),
             Source::Email => c.email.map(str::to_string),
             Source::Language => c.language.map(str::to_string),
+            // Personal per message: the engine fills it (see `Plan::render_personal`).
+            Source::Link(_) => None,
             Source::Attribute(k) => match c.attributes.get(k) {
                 Some(Value::String(s)) => Some(s.clone()),
                 Some(Value::Number(n)) => Some(n.to_string()),
@@ -486,6 +502,23 @@ pub struct ParamPlan {
 }
 
 impl ParamPlan {
+    /// The smart links the parameters use, each once.
+    pub fn link_ids(&self) -> Vec<LinkId> {
+        let mut ids: Vec<LinkId> = self
+            .header
+            .iter()
+            .chain(self.body.iter())
+            .chain(self.buttons.iter().map(|(_, p)| p))
+            .filter_map(|p| match p.source {
+                Source::Link(id) => Some(id),
+                _ => None,
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     pub fn parse(p: &Parameters) -> Result<Self, FieldError> {
         Ok(ParamPlan {
             header: p

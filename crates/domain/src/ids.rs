@@ -67,4 +67,8 @@ typed_id!(
     ImportId,
     CampaignId,
     RunId,
+    LinkId,
+    PlanId,
+    LedgerEntryId,
+    BillingEventId,
 );

@@ -4,12 +4,14 @@
 //! can trust them: an [`Email`] is lower-cased and well-formed, a [`NewPassword`] passed the
 //! policy, a [`Role`] grants exactly the permissions in [`role::MATRIX`].
 
+pub mod billing;
 pub mod campaign;
 pub mod clock;
 pub mod contact;
 pub mod crypto;
 pub mod email;
 pub mod ids;
+pub mod link;
 pub mod message;
 pub mod page;
 pub mod password;

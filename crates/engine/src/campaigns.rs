@@ -9,16 +9,19 @@
 
 use chrono::{DateTime, Utc};
 use pinglayer_domain::{
-    CampaignId, TenantId,
+    CampaignId, LinkId, TenantId,
     campaign::{
         Audience, ContactData, ParamPlan, Parameters, Quiet, QuietHours, Schedule, ScheduleInput,
-        pick_language,
+        Source, pick_language,
     },
+    link::personal_code,
 };
 use pinglayer_store::{
     Db, StoreError,
     campaigns::{AudienceSql, Campaign, FANOUT_BATCH, FanoutJob},
     contacts::Contact,
+    links::{LinkKey, PersonalCode},
+    messages::Claimed,
 };
 use pinglayer_whatsapp::types::{ComponentParameters, Content, Language, Parameter, Template};
 use std::{
@@ -38,8 +41,12 @@ pub struct Plan {
     /// Approved language versions.
     pub approved: Vec<String>,
     pub marketing: bool,
+    /// The template's category as Meta writes it (`MARKETING`, `UTILITY`, …).
+    pub category: String,
     pub params: ParamPlan,
     pub quiet: Option<Quiet>,
+    /// The smart links the parameters use: each recipient gets a personal code of each.
+    pub links: HashMap<LinkId, LinkKey>,
 }
 
 /// Why a campaign cannot be sent at all.
@@ -78,6 +85,18 @@ impl Plan {
             Ok(p) => p,
             Err(e) => return Ok(Err(PlanError::Invalid(e.to_string()))),
         };
+        let ids = params.link_ids();
+        let links: HashMap<LinkId, LinkKey> = db
+            .link_keys(c.tenant_id, &ids)
+            .await?
+            .into_iter()
+            .map(|k| (k.id, k))
+            .collect();
+        if let Some(missing) = ids.iter().find(|id| !links.contains_key(id)) {
+            return Ok(Err(PlanError::Invalid(format!(
+                "smart link {missing} does not exist (any more)"
+            ))));
+        }
         let quiet = match c.quiet_hours.as_deref() {
             None => None,
             Some(q) => {
@@ -97,8 +116,10 @@ impl Plan {
             default_language: c.default_language.clone(),
             approved,
             marketing: tpl.category.eq_ignore_ascii_case("MARKETING"),
+            category: tpl.category.clone(),
             params,
             quiet,
+            links,
         }))
     }
 
@@ -115,14 +136,73 @@ impl Plan {
         self.render_for(&data)
     }
 
+    /// The message for anyone (a test send): smart links are their plain short URL.
     pub fn render_for(&self, data: &ContactData<'_>) -> Result<Content, String> {
+        self.render_with(data, &|key: &LinkKey, button| {
+            if button {
+                key.code.clone()
+            } else {
+                short_url(&key.short_base, &key.code)
+            }
+        })
+    }
+
+    /// The message of one campaign recipient: each smart link becomes their personal short
+    /// URL, whose code (derived from the link and the message, so a retry carries the same
+    /// one) is added to `codes` to be recorded before the message is sent.
+    pub fn render_personal(
+        &self,
+        c: &Contact,
+        m: &Claimed,
+        codes: &mut Vec<PersonalCode>,
+    ) -> Result<Content, String> {
+        let data = ContactData {
+            name: c.name.as_deref(),
+            phone: &c.phone,
+            email: c.email.as_deref(),
+            language: c.language.as_deref(),
+            attributes: &c.attributes.0,
+        };
+        let made = std::cell::RefCell::new(Vec::new());
+        let content = self.render_with(&data, &|key: &LinkKey, button| {
+            let code = personal_code(&key.salt, m.id);
+            made.borrow_mut().push(PersonalCode {
+                tenant_id: m.tenant_id,
+                link_id: key.id,
+                message_id: m.id,
+                code: code.clone(),
+                contact_id: m.contact_id,
+                campaign_id: Some(self.campaign),
+                run_id: m.run_id,
+            });
+            if button {
+                code
+            } else {
+                short_url(&key.short_base, &code)
+            }
+        })?;
+        let mut made = made.into_inner();
+        made.sort_by(|a, b| a.link_id.cmp(&b.link_id));
+        made.dedup_by(|a, b| a.link_id == b.link_id);
+        codes.extend(made);
+        Ok(content)
+    }
+
+    fn render_with(
+        &self,
+        data: &ContactData<'_>,
+        link: &dyn Fn(&LinkKey, bool) -> String,
+    ) -> Result<Content, String> {
         let language = pick_language(data.language, &self.approved, &self.default_language);
         let values = |kind: &str, list: &[pinglayer_domain::campaign::Param]| {
             list.iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    p.resolve(data)
-                        .map(Parameter::text)
+                    let v = match &p.source {
+                        Source::Link(id) => self.links.get(id).map(|k| link(k, kind == "button")),
+                        _ => p.resolve(data),
+                    };
+                    v.map(Parameter::text)
                         .ok_or_else(|| format!("missing_parameter: {kind} {{{{{}}}}}", i + 1))
                 })
                 .collect::<Result<Vec<_>, String>>()
@@ -163,6 +243,11 @@ impl Plan {
             },
         })
     }
+}
+
+/// `https://host/s/<code>`.
+pub fn short_url(base: &str, code: &str) -> String {
+    format!("{}/s/{code}", base.trim_end_matches('/'))
 }
 
 /// Plans by campaign, reloaded after a short while (templates get approved, edited…).

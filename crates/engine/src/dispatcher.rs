@@ -38,7 +38,8 @@ use std::{
 };
 use tokio::sync::watch;
 
-use crate::Engine;
+use crate::{Engine, billing::ToPay};
+use pinglayer_store::billing::Refusal;
 
 /// A sending number as the dispatcher needs it: Meta's id, the decrypted token, its pace.
 #[derive(Clone)]
@@ -185,7 +186,52 @@ impl Engine {
             return Ok((n, None));
         };
         let ready = self.prepare(claimed).await?;
+        let ready = self.paid(ready).await?;
         Ok((n, Some((sender, ready))))
+    }
+
+    /// Keeps what is paid for (or was paid for before a crash); fails one-off messages the
+    /// balance or the month's allowance cannot cover and holds campaign ones (their campaign
+    /// pauses itself).
+    async fn paid(&self, ready: Vec<Ready>) -> anyhow::Result<Vec<Ready>> {
+        let to_pay: Vec<ToPay> = ready
+            .iter()
+            .filter(|r| r.m.charge.is_none())
+            .map(|r| ToPay {
+                tenant_id: r.m.tenant_id,
+                id: r.m.id,
+                campaign_id: r.m.campaign_id,
+                category: r.m.category.clone(),
+                to_phone: r.m.to_phone.clone(),
+            })
+            .collect();
+        let refused = self.pay(to_pay).await?;
+        if refused.is_empty() {
+            return Ok(ready);
+        }
+        let (mut out, mut hold) = (Vec::with_capacity(ready.len()), Vec::new());
+        for r in ready {
+            match refused.get(&r.m.id) {
+                None => out.push(r),
+                Some(_) if r.m.run_id.is_some() => hold.push((r.m.tenant_id, r.m.id)),
+                Some(why) => {
+                    let detail = match why {
+                        Refusal::InsufficientBalance => {
+                            "The balance cannot pay for this message; top up and send it again."
+                        }
+                        Refusal::MonthlyLimitReached => {
+                            "The plan's messages for this calendar month are used up."
+                        }
+                    };
+                    self.fail(r.m.tenant_id, r.m.id, None, why.code(), Some(detail))
+                        .await?;
+                }
+            }
+        }
+        if !hold.is_empty() {
+            self.db.requeue(&hold, None, self.clock.now()).await?;
+        }
+        Ok(out)
     }
 
     /// Paced in order here (one token per send, so the number's rate is exact), sent
@@ -251,6 +297,7 @@ impl Engine {
         let mut out = Vec::with_capacity(claimed.len());
         let mut hold = Vec::new();
         let mut quiet: HashMap<DateTime<Utc>, Vec<(TenantId, MessageId)>> = HashMap::new();
+        let mut personal = Vec::new();
         for m in claimed {
             let Some(run) = m.run_id else {
                 out.push(Ready {
@@ -327,7 +374,7 @@ impl Engine {
                 .await?;
                 continue;
             }
-            match plan.render(contact) {
+            match plan.render_personal(contact, &m, &mut personal) {
                 Ok(content) => out.push(Ready {
                     content: serde_json::to_string(&content)?,
                     rendered: true,
@@ -338,6 +385,8 @@ impl Engine {
                 }
             }
         }
+        // Personal smart-link codes exist before anyone can receive them.
+        self.db.put_personal_codes(&personal, now).await?;
         if !hold.is_empty() {
             self.db.requeue(&hold, None, now).await?;
         }

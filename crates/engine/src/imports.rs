@@ -6,6 +6,7 @@
 use calamine::{Data, Reader};
 use pinglayer_domain::{
     Clock, Email, ImportId, PhoneE164, TenantId,
+    billing::Limit,
     contact::{Birthday, Language, tag},
 };
 use pinglayer_store::{
@@ -221,7 +222,11 @@ struct Run<'a> {
     update: bool,
     progress: Progress,
     batch: Vec<ImportRow>,
+    /// The file row each batch entry came from.
+    batch_rows: Vec<i64>,
     in_batch: HashMap<String, usize>,
+    /// The plan's contact limit: the import stops when it is reached.
+    max_contacts: Option<i64>,
     seen: HashSet<String>,
     later: Vec<ImportRow>,
     errors: Vec<(i64, String, String)>,
@@ -240,6 +245,7 @@ impl Run<'_> {
                 } else {
                     self.in_batch.insert(r.phone.clone(), self.batch.len());
                     self.batch.push(r);
+                    self.batch_rows.push(n);
                 }
             }
             Err(reason) => {
@@ -255,6 +261,7 @@ impl Run<'_> {
 
     async fn flush(&mut self) -> anyhow::Result<()> {
         let now = self.clock.now();
+        let stop = self.within_plan(now).await?;
         let o = self
             .db
             .upsert_contacts(self.tenant, &self.batch, self.update, &self.extra_tags, now)
@@ -270,6 +277,7 @@ impl Run<'_> {
         self.progress.skipped += o.skipped;
         self.progress.processed = self.progress.total;
         self.seen.extend(self.batch.drain(..).map(|r| r.phone));
+        self.batch_rows.clear();
         self.in_batch.clear();
         if !self.errors.is_empty() {
             self.db
@@ -279,7 +287,51 @@ impl Run<'_> {
         self.db
             .import_progress(self.tenant, self.id, "running", self.progress, None, now)
             .await?;
-        Ok(())
+        match stop {
+            Some(max) => anyhow::bail!(
+                "plan_limit_reached: the plan allows {max} contacts; the import stopped there (rows not imported are in errors.csv)"
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops the new contacts of the batch that would pass the plan's contact limit (they go
+    /// to the errors); returns the limit when that happened, so the import stops.
+    async fn within_plan(
+        &mut self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Option<i64>> {
+        let Some(max) = self.max_contacts else {
+            return Ok(None);
+        };
+        let have = self.db.count_of(self.tenant, Limit::Contacts, now).await?;
+        if have + self.batch.len() as i64 <= max {
+            return Ok(None);
+        }
+        let phones: Vec<&str> = self.batch.iter().map(|r| r.phone.as_str()).collect();
+        let existing = self.db.existing_phones(self.tenant, &phones).await?;
+        let mut room = (max - have).max(0);
+        let mut keep = Vec::with_capacity(self.batch.len());
+        let mut refused = false;
+        let rows = std::mem::take(&mut self.batch_rows);
+        for (r, n) in std::mem::take(&mut self.batch).into_iter().zip(rows) {
+            if existing.contains(&r.phone) {
+                keep.push(r);
+            } else if room > 0 {
+                room -= 1;
+                keep.push(r);
+            } else {
+                refused = true;
+                self.progress.failed += 1;
+                self.errors.push((
+                    n,
+                    format!("contact_limit_reached: the plan allows {max} contacts"),
+                    r.phone,
+                ));
+            }
+        }
+        self.batch = keep;
+        Ok(refused.then_some(max))
     }
 }
 
@@ -364,6 +416,11 @@ async fn import(
     )
     .await
     .map_err(|e| fail(e.into()))?;
+    let max_contacts = db
+        .current_plan(tenant, clock.now())
+        .await
+        .map_err(|e| fail(e.into()))?
+        .and_then(|c| c.plan.max_contacts);
     let mut run = Run {
         db,
         clock,
@@ -374,7 +431,9 @@ async fn import(
         update,
         progress: Progress::default(),
         batch: Vec::with_capacity(BATCH),
+        batch_rows: Vec::with_capacity(BATCH),
         in_batch: HashMap::new(),
+        max_contacts,
         seen: HashSet::new(),
         later: Vec::new(),
         errors: Vec::new(),

@@ -11,7 +11,9 @@
 //! `worker` run until shutdown. Several processes may run them on one PostgreSQL database:
 //! every claim is a committed lease taken with `FOR UPDATE SKIP LOCKED`.
 
+pub mod billing;
 pub mod campaigns;
+pub mod clicks;
 pub mod dispatcher;
 pub mod housekeeping;
 pub mod imports;
@@ -59,6 +61,8 @@ pub struct EngineConfig {
     /// How often idle loops look for work they were not told about (other processes').
     pub poll: Duration,
     pub webhook_batch: i64,
+    /// Meta error codes on a `failed` status that refund the message's charge.
+    pub refundable_codes: Vec<i64>,
 }
 
 impl Default for EngineConfig {
@@ -70,6 +74,7 @@ impl Default for EngineConfig {
             retry_for: Duration::from_secs(3600),
             poll: Duration::from_millis(200),
             webhook_batch: 200,
+            refundable_codes: billing::DEFAULT_REFUNDABLE.to_vec(),
         }
     }
 }

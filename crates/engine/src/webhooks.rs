@@ -174,7 +174,10 @@ impl Engine {
                 }
             }
         }
-        let applied = self.db.apply_statuses(&updates, now).await?;
+        let applied = self
+            .db
+            .apply_statuses(&updates, &self.config.refundable_codes, now)
+            .await?;
         round.statuses_moved = applied.moved.len();
         metrics::counter!("webhook_statuses_total").increment(updates.len() as u64);
         metrics::counter!("webhook_statuses_unknown_total").increment(applied.unknown.len() as u64);
@@ -338,6 +341,7 @@ impl Engine {
                         to_phone: phone.as_str(),
                         idempotency_key: None,
                         request_hash: None,
+                        category: "service",
                     },
                     now,
                 )

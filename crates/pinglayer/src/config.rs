@@ -138,6 +138,10 @@ pub struct WhatsAppArgs {
     /// Sends in flight at once per process.
     #[arg(long, env = "PINGLAYER_DISPATCH_CONCURRENCY", default_value_t = 64)]
     pub dispatch_concurrency: usize,
+    /// Meta error codes that refund a message's charge when its status comes back `failed`
+    /// (comma-separated). Default: 130472, 131000, 131026, 131047, 131049, 131050, 131051, 131053.
+    #[arg(long, env = "PINGLAYER_REFUNDABLE_ERROR_CODES", value_delimiter = ',')]
+    pub refundable_error_codes: Option<Vec<i64>>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -306,6 +310,10 @@ pub struct ServeArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     pub public_url: String,
+    /// A MaxMind-format GeoIP database (GeoLite2/GeoIP2 Country or City, `.mmdb`): smart-link
+    /// clicks then record the visitor's country.
+    #[arg(long, env = "PINGLAYER_GEOIP_DB")]
+    pub geoip_db: Option<PathBuf>,
     /// Who may create tenants: `open`, `approval` (a platform admin approves each), `closed`.
     #[arg(
         long,

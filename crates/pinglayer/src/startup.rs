@@ -53,6 +53,10 @@ pub fn engine_config(w: &WhatsAppArgs) -> EngineConfig {
         dispatch_batch: w.dispatch_batch,
         dispatch_concurrency: w.dispatch_concurrency,
         retry_for: Duration::from_secs(w.retry_for),
+        refundable_codes: w
+            .refundable_error_codes
+            .clone()
+            .unwrap_or_else(|| pinglayer_engine::billing::DEFAULT_REFUNDABLE.to_vec()),
         ..Default::default()
     }
 }
@@ -117,6 +121,7 @@ pub fn settings_from(args: &ServeArgs) -> anyhow::Result<Settings> {
             app_secret: args.meta_app_secret.clone(),
             verify_token: args.meta_verify_token.clone(),
         },
+        geoip_db: args.geoip_db.clone(),
     })
 }
 
@@ -154,6 +159,7 @@ impl Application {
             wake_dispatch: engine.wake.dispatch.clone(),
             wake_webhooks: engine.wake.webhooks.clone(),
             wake_campaigns: engine.wake.campaigns.clone(),
+            clicks: pinglayer_engine::clicks::Clicks::new(settings.geoip_db.as_deref())?,
         };
         let ctx = ApiContext::new(db, settings, clock, Some(metrics_handle()), link)?;
         Ok(Self {
@@ -214,6 +220,8 @@ impl Application {
         .await;
         let _ = workers.await;
         let _ = upkeep.await;
+        // Requests that finished after the upkeep's last flush may have queued clicks.
+        self.ctx.flush_clicks().await;
         self.ctx.db.close().await;
         served.context("serving HTTP")
     }

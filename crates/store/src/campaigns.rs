@@ -427,9 +427,10 @@ impl AudienceSql {
                     RetargetWho::NotDelivered => "m.status not in ('delivered', 'read')",
                     RetargetWho::NotRead => "m.status <> 'read'",
                     RetargetWho::NotReplied => "m.replied_at is null",
-                    // Clicks arrive with smart links; until a link is clicked nobody has.
-                    RetargetWho::Clicked => "1 = 0",
-                    RetargetWho::NotClicked => "1 = 1",
+                    // A recipient clicked when their personal link of this campaign was
+                    // clicked by a person (bots never make clickers).
+                    RetargetWho::Clicked => CLICKED,
+                    RetargetWho::NotClicked => NOT_CLICKED,
                 };
                 (
                     format!(
@@ -443,6 +444,12 @@ impl AudienceSql {
         }
     }
 }
+
+const CLICKED: &str = "exists (select 1 from campaign_clickers k where k.tenant_id = m.tenant_id
+    and k.run_id = m.run_id and k.contact_id = m.contact_id)";
+const NOT_CLICKED: &str =
+    "not exists (select 1 from campaign_clickers k where k.tenant_id = m.tenant_id
+    and k.run_id = m.run_id and k.contact_id = m.contact_id)";
 
 /// A new time-ordered (v7-layout) message id made by the database, so fan-out needs no round
 /// trip per row: the launch's millisecond, version 7, then random bits.
@@ -644,6 +651,20 @@ impl Db {
         action: CampaignAction,
         now: DateTime<Utc>,
     ) -> Result<Result<Campaign, Refused>> {
+        self.move_campaign_because(tenant, id, action, None, now)
+            .await
+    }
+
+    /// A move with the reason shown on the campaign (`insufficient_balance` for a campaign
+    /// that ran out of money and paused itself).
+    pub async fn move_campaign_because(
+        &self,
+        tenant: TenantId,
+        id: CampaignId,
+        action: CampaignAction,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Campaign, Refused>> {
         let mut tx = self.begin().await?;
         let cur = Self::lock_campaign(&mut tx, tenant, id).await?;
         let unfinished: i64 = on_tx!(&mut tx, c => sqlx::query_scalar(
@@ -691,6 +712,14 @@ impl Db {
                 );
                 on_tx!(&mut tx, c => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                     .bind(tenant).bind(id).bind(now).execute(c).await.map(|r| r.rows_affected()))?;
+                // Messages paid for and then put back (a retry) never left: refund them.
+                let paid = format!(
+                    "select tenant_id, id from messages where tenant_id = $1 and {RUNS} and status = 'failed'
+                       and error_title = 'campaign_cancelled' and charge > 0 and refunded_at is null"
+                );
+                let paid: Vec<(TenantId, pinglayer_domain::MessageId)> = on_tx!(&mut tx, c => sqlx::query_as(sqlx::AssertSqlSafe(paid.clone()))
+                    .bind(tenant).bind(id).fetch_all(c).await)?;
+                crate::billing::refund_in(&mut tx, &paid, true, now).await?;
                 for (run, n) in per {
                     let Some(run) = run else { continue };
                     on_tx!(&mut tx, c => sqlx::query(
@@ -707,7 +736,7 @@ impl Db {
             }
             _ => {}
         }
-        set_status_in(&mut tx, tenant, id, to, None, now).await?;
+        set_status_in(&mut tx, tenant, id, to, reason, now).await?;
         let c = Self::lock_campaign(&mut tx, tenant, id).await?;
         tx.commit().await?;
         Ok(Ok(c))
@@ -873,8 +902,10 @@ impl Db {
         let (cur_n, lim_n) = (8 + binds.len(), 9 + binds.len());
         let insert = format!(
             "insert into messages (tenant_id, id, number_id, contact_id, campaign_id, run_id, direction, kind, content,
-                preview, to_phone, status, status_rank, attempts, next_attempt_at, priority, created_at, updated_at)
-             select c.tenant_id, {id}, $2, c.id, $3, $4, 'outbound', 'template', '', $5, c.phone, 'queued', 0, 0, $6, 1, $6, $6
+                preview, to_phone, status, status_rank, attempts, next_attempt_at, priority, created_at, updated_at, category)
+             select c.tenant_id, {id}, $2, c.id, $3, $4, 'outbound', 'template', '', $5, c.phone, 'queued', 0, 0, $6, 1, $6, $6,
+                (select lower(t.category) from campaigns cp join templates t on t.tenant_id = cp.tenant_id and t.name = cp.template_name
+                 where cp.tenant_id = $1 and cp.id = $3 limit 1)
              from contacts c where c.tenant_id = $1 and c.deleted_at is null and c.id > ${cur_n}
                and {w}{consent}
              order by c.id limit ${lim_n}

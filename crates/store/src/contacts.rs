@@ -122,6 +122,7 @@ pub async fn set_consent_in(
         .execute(c)
         .await
         .map(|r| r.rows_affected()))?;
+        crate::analytics::bump(tx, tenant, consent.as_str(), None, 1, now).await?;
     }
     Ok(changed > 0)
 }
@@ -162,6 +163,15 @@ impl Db {
         .fetch_optional(c)
         .await)?;
         let id = id.ok_or(StoreError::Conflict("contact_exists"))?;
+        crate::analytics::bump(
+            &mut tx,
+            tenant,
+            crate::analytics::CONTACTS_CREATED,
+            None,
+            1,
+            now,
+        )
+        .await?;
         tags_in(&mut tx, tenant, id, tags, now).await?;
         if let Some((c, source)) = consent {
             set_consent_in(&mut tx, tenant, id, c, source, None, now).await?;
@@ -492,5 +502,32 @@ impl Db {
             .map(|r| r.rows_affected()))?;
         }
         tx.commit().await
+    }
+}
+
+impl Db {
+    /// Which of these phones belong to a live contact of the tenant.
+    pub async fn existing_phones(
+        &self,
+        tenant: TenantId,
+        phones: &[&str],
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut out = std::collections::HashSet::new();
+        for chunk in phones.chunks(500) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "select phone from contacts where tenant_id = $1 and deleted_at is null and phone in ({})",
+                marks.join(", ")
+            );
+            let rows: Vec<String> = on_db!(self, p => {
+                let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone())).bind(tenant);
+                for ph in chunk {
+                    q = q.bind(*ph);
+                }
+                q.fetch_all(p).await
+            })?;
+            out.extend(rows);
+        }
+        Ok(out)
     }
 }

@@ -227,6 +227,15 @@ impl Db {
             }
         }
         out.created = new.len() as i64;
+        crate::analytics::bump(
+            &mut tx,
+            tenant,
+            crate::analytics::CONTACTS_CREATED,
+            None,
+            out.created,
+            now,
+        )
+        .await?;
         for r in &old {
             let (_, deleted) = existing[&r.phone];
             if !update && !deleted {

@@ -51,13 +51,13 @@ pub async fn upsert_contact_in(
     name: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<ContactId> {
-    on_tx!(tx, c => sqlx::query_scalar(
+    let (id, created): (ContactId, bool) = on_tx!(tx, c => sqlx::query_as(
         "insert into contacts (tenant_id, id, phone, wa_id, name, created_at, updated_at)
          values ($1, $2, $3, $4, $5, $6, $6)
          on conflict (tenant_id, phone) do update set
             wa_id = coalesce(contacts.wa_id, excluded.wa_id),
             name = coalesce(contacts.name, excluded.name)
-         returning id",
+         returning id, created_at = $6",
     )
     .bind(tenant)
     .bind(ContactId::new())
@@ -66,8 +66,12 @@ pub async fn upsert_contact_in(
     .bind(name)
     .bind(now)
     .fetch_one(c)
-    .await)
-    .map_err(Into::into)
+    .await)?;
+    if created {
+        crate::analytics::bump(tx, tenant, crate::analytics::CONTACTS_CREATED, None, 1, now)
+            .await?;
+    }
+    Ok(id)
 }
 
 /// The conversation of a contact with a number, created if new.

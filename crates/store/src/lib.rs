@@ -9,13 +9,16 @@
 //! Every method on tenant-owned data takes a `TenantId` and puts it in the `WHERE` clause: there
 //! is no unscoped query for tenant data.
 
+pub mod analytics;
 pub mod api_keys;
+pub mod billing;
 pub mod campaigns;
 pub mod contacts;
 mod db;
 pub mod housekeeping;
 pub mod imports;
 pub mod inbox;
+pub mod links;
 pub mod messages;
 pub mod numbers;
 pub mod otp;

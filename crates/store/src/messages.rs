@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use pinglayer_domain::{
-    ContactId, ConversationId, MessageId, MessageStatus, NumberId, PageRequest, RunId, TenantId,
+    CampaignId, ContactId, ConversationId, MessageId, MessageStatus, NumberId, PageRequest, RunId,
+    TenantId,
 };
 use std::collections::HashMap;
 
@@ -42,13 +43,18 @@ pub struct Message {
     pub delivered_at: Option<DateTime<Utc>>,
     pub read_at: Option<DateTime<Utc>>,
     pub failed_at: Option<DateTime<Utc>>,
+    /// What it is billed as (outbound).
+    pub category: Option<String>,
+    /// What it was charged, in ten-thousandths of the currency; `None` until dispatched.
+    pub charge: Option<i64>,
+    pub refunded_at: Option<DateTime<Utc>>,
 }
 
 macro_rules! mcols {
     () => {
         "tenant_id, id, number_id, contact_id, conversation_id, direction, kind, content, preview, to_phone,
          status, wamid, error_code, error_title, error_detail, attempts, idempotency_key, request_hash,
-         created_at, updated_at, sent_at, delivered_at, read_at, failed_at"
+         created_at, updated_at, sent_at, delivered_at, read_at, failed_at, category, charge, refunded_at"
     };
 }
 
@@ -72,6 +78,8 @@ pub struct NewOutbound<'a> {
     pub to_phone: &'a str,
     pub idempotency_key: Option<&'a str>,
     pub request_hash: Option<&'a str>,
+    /// What it is billed as: `marketing`, `utility`, `authentication` or `service`.
+    pub category: &'a str,
 }
 
 /// A claimed outbound message with what sending it needs.
@@ -83,10 +91,14 @@ pub struct Claimed {
     pub contact_id: ContactId,
     /// Campaign messages: rendered for their contact at send time (`content` is empty).
     pub run_id: Option<RunId>,
+    pub campaign_id: Option<CampaignId>,
     pub content: String,
     pub to_phone: String,
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
+    pub category: Option<String>,
+    /// What it was charged already (a message re-sent after a crash is not charged again).
+    pub charge: Option<i64>,
 }
 
 /// What an acceptance changes, from a row `v (wamid, content, preview)` and `$6` = now.
@@ -153,8 +165,8 @@ pub async fn enqueue_in(tx: &mut Tx, m: NewOutbound<'_>, now: DateTime<Utc>) -> 
     on_tx!(tx, c => sqlx::query_as(concat!(
         "insert into messages (tenant_id, id, number_id, contact_id, conversation_id, direction, kind, content,
             preview, to_phone, status, status_rank, attempts, next_attempt_at, idempotency_key, request_hash,
-            created_at, updated_at)
-         values ($1, $2, $3, $4, $5, 'outbound', $6, $7, $8, $9, 'queued', 0, 0, $10, $11, $12, $10, $10)
+            created_at, updated_at, category)
+         values ($1, $2, $3, $4, $5, 'outbound', $6, $7, $8, $9, 'queued', 0, 0, $10, $11, $12, $10, $10, $13)
          returning ", mcols!()))
     .bind(m.tenant_id)
     .bind(MessageId::new())
@@ -168,6 +180,7 @@ pub async fn enqueue_in(tx: &mut Tx, m: NewOutbound<'_>, now: DateTime<Utc>) -> 
     .bind(now)
     .bind(m.idempotency_key)
     .bind(m.request_hash)
+    .bind(m.category)
     .fetch_one(c)
     .await)
     .map_err(crate::conflict_on_unique("idempotency_key"))
@@ -201,6 +214,17 @@ pub async fn insert_inbound_in(
     .bind(now)
     .fetch_optional(c)
     .await)?;
+    if inserted.is_some() {
+        crate::analytics::bump(
+            tx,
+            m.tenant_id,
+            crate::analytics::INBOUND,
+            Some(m.number_id),
+            1,
+            now,
+        )
+        .await?;
+    }
     Ok(inserted)
 }
 
@@ -420,7 +444,7 @@ impl Db {
                     where number_id = $4 and priority = {priority} and status in ('queued', 'sending') and next_attempt_at <= $1
                       and (status = 'queued' or lease_until < $1)
                     order by next_attempt_at limit $3 {{lock}})
-                 returning tenant_id, id, number_id, contact_id, run_id, content, to_phone, attempts, created_at"
+                 returning tenant_id, id, number_id, contact_id, run_id, campaign_id, content, to_phone, attempts, created_at, category, charge"
             );
             out.extend(
                 self.claim_with(&sql, now, now + lease, left, Some(number.0))
@@ -488,6 +512,11 @@ impl Db {
         }
         add_events(&mut tx, &events).await?;
         deltas.apply(&mut tx, now).await?;
+        let sent: Vec<_> = keys
+            .iter()
+            .map(|k| (k.0, k.1, MessageStatus::Sent))
+            .collect();
+        crate::analytics::note_moved(&mut tx, &before, &sent, now).await?;
         tx.commit().await
     }
 
@@ -562,6 +591,15 @@ impl Db {
                 deltas.note(tenant, *run, *rank, MessageStatus::Failed);
                 deltas.apply(&mut tx, now).await?;
             }
+            crate::analytics::note_moved(
+                &mut tx,
+                &before,
+                &[(tenant, id, MessageStatus::Failed)],
+                now,
+            )
+            .await?;
+            // It never left: whatever it was charged goes back.
+            crate::billing::refund_in(&mut tx, &[(tenant, id)], true, now).await?;
         }
         tx.commit().await
     }
@@ -569,9 +607,12 @@ impl Db {
     /// Applies delivery statuses in one transaction, in batches: forward-only (a state moves
     /// only to a higher rank; `failed` is final), idempotent (replays and duplicates change
     /// nothing), and tolerant (statuses for unknown messages are counted, not errors).
+    /// A `failed` status whose error code is in `refundable` refunds the message's charge
+    /// (once, however often the webhook is replayed).
     pub async fn apply_statuses(
         &self,
         updates: &[StatusUpdate],
+        refundable: &[i64],
         now: DateTime<Utc>,
     ) -> Result<Applied> {
         let mut applied = Applied::default();
@@ -628,6 +669,16 @@ impl Db {
         }
         let rows: Vec<_> = best.into_iter().collect();
         let keys: Vec<_> = rows.iter().map(|(k, _)| *k).collect();
+        // Every refundable failure in the batch, moved now or before: the refund is guarded by
+        // the message itself, so a replay after a crash between the two still refunds once.
+        let refunds: Vec<(TenantId, MessageId)> = rows
+            .iter()
+            .filter(|(_, u)| {
+                u.status == MessageStatus::Failed
+                    && u.error_code.is_some_and(|c| refundable.contains(&c))
+            })
+            .map(|(k, _)| *k)
+            .collect();
         let before = lock_ranks(&mut tx, &keys).await?;
         // The same forward-only UPDATE on both backends; PostgreSQL gets the batch as arrays
         // (one statement, planned once, for any batch size), SQLite as a VALUES list.
@@ -723,6 +774,10 @@ impl Db {
         }
         add_events(&mut tx, &events).await?;
         deltas.apply(&mut tx, now).await?;
+        crate::analytics::note_moved(&mut tx, &before, &applied.moved, now).await?;
+        if !refunds.is_empty() {
+            crate::billing::refund_in(&mut tx, &refunds, false, now).await?;
+        }
         tx.commit().await?;
         Ok(applied)
     }

@@ -2,10 +2,11 @@
 //! runs, counters, recipients and retargeting. The engine does the sending
 //! (`pinglayer_engine::campaigns` fans out, the dispatcher renders and sends).
 
-use axum::{extract::State, http::StatusCode, response::IntoResponse};
+use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use pinglayer_domain::{
     CampaignId, ContactId, NumberId, PhoneE164, RunId, TenantId,
+    billing::Category,
     campaign::{
         Audience, CampaignAction, CampaignStatus, ContactData, ParamPlan, Parameters, Quiet,
         QuietHours, Retarget, RetargetWho, Schedule, ScheduleInput,
@@ -29,6 +30,7 @@ use super::{
 use crate::{
     ApiContext, ApiError, ApiResult,
     auth::{Auth, perm},
+    export,
     extract::{Json, PathId, Query},
 };
 
@@ -173,7 +175,10 @@ async fn check(
             ApiError::unprocessable("no_sending_number", "Connect a WhatsApp number first.")
         })?,
     };
-    ParamPlan::parse(parameters)?;
+    let links = ParamPlan::parse(parameters)?.link_ids();
+    if !links.is_empty() && ctx.db.link_keys(tenant, &links).await?.len() != links.len() {
+        return Err(ApiError::field("parameters", "no such smart link"));
+    }
     let audience = audience.check()?;
     if let Some(s) = audience.segment_id
         && matches!(ctx.db.segment(tenant, s).await, Err(StoreError::NotFound))
@@ -561,7 +566,9 @@ async fn test_send(
         To::Phone(phone),
         Checked {
             content,
+            // A test goes to the sender's own staff: consent is theirs to give.
             marketing: false,
+            category: Category::of_template(&plan.category),
         },
         None,
         None,
@@ -699,6 +706,43 @@ pub struct StatsView {
     pub read_rate: f64,
     /// replied / delivered.
     pub reply_rate: f64,
+    /// Clicks by people on the campaign's smart links (bots and previews excluded).
+    pub clicks: i64,
+    /// Recipients who clicked their personal link (once per run and contact).
+    pub unique_clickers: i64,
+    /// unique clickers / delivered.
+    pub click_through_rate: f64,
+    /// targeted → sent → delivered → read → clicked → replied.
+    pub funnel: Vec<FunnelStep>,
+    /// What its sends cost, net of refunds, in the operator's currency.
+    pub cost: pinglayer_domain::billing::Money,
+}
+
+/// One stage of a campaign's funnel, with its share of the audience targeted.
+#[derive(Serialize, ToSchema)]
+pub struct FunnelStep {
+    pub stage: &'static str,
+    pub count: i64,
+    /// count / targeted.
+    pub rate: f64,
+}
+
+fn funnel(t: &Counters, clickers: i64) -> Vec<FunnelStep> {
+    [
+        ("targeted", t.targeted),
+        ("sent", t.sent),
+        ("delivered", t.delivered),
+        ("read", t.read),
+        ("clicked", clickers),
+        ("replied", t.replied),
+    ]
+    .into_iter()
+    .map(|(stage, count)| FunnelStep {
+        stage,
+        count,
+        rate: rate(count, t.targeted),
+    })
+    .collect()
 }
 
 fn rate(a: i64, b: i64) -> f64 {
@@ -719,6 +763,7 @@ async fn stats(
 ) -> ApiResult<axum::Json<StatsView>> {
     let c = ctx.db.campaign(p.tenant.id, id).await?;
     let (t, runs) = ctx.db.campaign_counters(p.tenant.id, id).await?;
+    let (clicks, clickers) = ctx.db.campaign_clicks(p.tenant.id, id).await?;
     Ok(axum::Json(StatsView {
         campaign_id: id.to_string(),
         status: c.status,
@@ -737,6 +782,11 @@ async fn stats(
         delivery_rate: rate(t.delivered, t.sent),
         read_rate: rate(t.read, t.delivered),
         reply_rate: rate(t.replied, t.delivered),
+        clicks,
+        unique_clickers: clickers,
+        click_through_rate: rate(clickers, t.delivered),
+        funnel: funnel(&t, clickers),
+        cost: ctx.db.campaign_cost(p.tenant.id, id).await?,
     }))
 }
 
@@ -910,107 +960,32 @@ async fn export_recipients(
     Query(q): Query<RecipientQuery>,
 ) -> ApiResult<axum::response::Response> {
     let tenant = p.tenant.id;
-    let format = q.format.clone().unwrap_or_else(|| "csv".into());
-    if format != "csv" && format != "xlsx" {
-        return Err(ApiError::field("format", "must be csv or xlsx"));
-    }
+    let format = export::Format::parse(q.format.as_deref())?;
     let run = run_of(&ctx, tenant, id, &q).await?;
     let status = q.status.clone();
     const PAGE: i64 = 1000;
-    let fetch = {
-        let ctx = ctx.clone();
+    export::export(
+        format,
+        "recipients",
+        &EXPORT_COLUMNS,
         move |after: Option<ContactId>| {
-            let ctx = ctx.clone();
-            let status = status.clone();
+            let (ctx, status) = (ctx.clone(), status.clone());
             async move {
-                match run {
-                    None => Ok::<_, ApiError>(vec![]),
-                    Some(run) => Ok(ctx
-                        .db
-                        .recipients(tenant, run, status.as_deref(), after, PAGE)
-                        .await?),
-                }
-            }
-        }
-    };
-    if format == "xlsx" {
-        let mut wb = rust_xlsxwriter::Workbook::new();
-        let ws = wb.add_worksheet();
-        for (i, h) in EXPORT_COLUMNS.iter().enumerate() {
-            ws.write_string(0, i as u16, *h)
-                .map_err(anyhow::Error::new)?;
-        }
-        let mut row = 1u32;
-        let mut after = None;
-        loop {
-            let rows = fetch(after).await?;
-            for r in &rows {
-                for (i, cell) in export_row(r).iter().enumerate() {
-                    ws.write_string(row, i as u16, cell)
-                        .map_err(anyhow::Error::new)?;
-                }
-                row += 1;
-            }
-            if (rows.len() as i64) < PAGE {
-                break;
-            }
-            after = rows.last().map(|r| r.contact_id);
-        }
-        let bytes = wb.save_to_buffer().map_err(anyhow::Error::new)?;
-        return Ok((
-            [
-                (
-                    axum::http::header::CONTENT_TYPE,
-                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                ),
-                (
-                    axum::http::header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"recipients.xlsx\"",
-                ),
-            ],
-            bytes,
-        )
-            .into_response());
-    }
-    let stream = futures::stream::unfold(Some((None::<ContactId>, true)), move |state| {
-        let fetch = fetch.clone();
-        async move {
-            let (after, first) = state?;
-            let result: ApiResult<(Vec<u8>, Option<ContactId>)> = async {
-                let rows = fetch(after).await?;
-                let mut w = csv::Writer::from_writer(Vec::new());
-                if first {
-                    w.write_record(EXPORT_COLUMNS).map_err(anyhow::Error::new)?;
-                }
-                for r in &rows {
-                    w.write_record(export_row(r)).map_err(anyhow::Error::new)?;
-                }
+                let Some(run) = run else {
+                    return Ok((vec![], None));
+                };
+                let rows = ctx
+                    .db
+                    .recipients(tenant, run, status.as_deref(), after, PAGE)
+                    .await?;
                 let next = if (rows.len() as i64) < PAGE {
                     None
                 } else {
                     rows.last().map(|r| r.contact_id)
                 };
-                Ok((w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?, next))
+                Ok((rows.iter().map(|r| export_row(r).to_vec()).collect(), next))
             }
-            .await;
-            match result {
-                Ok((bytes, next)) => Some((
-                    Ok::<_, std::io::Error>(bytes),
-                    next.map(|n| (Some(n), false)),
-                )),
-                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
-            }
-        }
-    });
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                axum::http::header::CONTENT_DISPOSITION,
-                "attachment; filename=\"recipients.csv\"",
-            ),
-        ],
-        axum::body::Body::from_stream(stream),
+        },
     )
-        .into_response())
+    .await
 }

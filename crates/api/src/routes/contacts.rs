@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use pinglayer_domain::segment::{Condition, Field, Filter};
 use pinglayer_domain::{
     ContactId, Email, FieldError, PhoneE164,
+    billing::Limit,
     contact::{Birthday, Consent, Language, tag},
     page::finish_page,
 };
@@ -27,6 +28,7 @@ use super::{
 use crate::{
     ApiContext, ApiError, ApiResult,
     auth::{Auth, perm},
+    export,
     extract::{Json, OptionalJson, PathId, Query},
 };
 
@@ -306,6 +308,7 @@ async fn create_contact(
     );
     let t = tags(&mut c, &req.tags);
     c.finish()?;
+    super::billing::within_plan(&ctx, p.tenant.id, Limit::Contacts, 1).await?;
     let phone = phone.expect("checked");
     let contact = match ctx
         .db
@@ -673,98 +676,32 @@ async fn export_contacts(
     Auth(p, ..): Auth<perm::ContactsRead>,
     Query(q): Query<ExportQuery>,
 ) -> ApiResult<axum::response::Response> {
-    use axum::response::IntoResponse;
-    let format = q.format.as_deref().unwrap_or("csv");
-    if format != "csv" && format != "xlsx" {
-        return Err(ApiError::field("format", "must be csv or xlsx"));
-    }
-    let filter = list_filter(&ctx, p.tenant.id, &q.filter).await?;
+    let format = export::Format::parse(q.format.as_deref())?;
+    let filter = std::sync::Arc::new(list_filter(&ctx, p.tenant.id, &q.filter).await?);
     let tenant = p.tenant.id;
-    if format == "xlsx" {
-        let mut wb = rust_xlsxwriter::Workbook::new();
-        let ws = wb.add_worksheet();
-        for (i, h) in EXPORT_COLUMNS.iter().enumerate() {
-            ws.write_string(0, i as u16, *h)
-                .map_err(anyhow::Error::new)?;
-        }
-        let mut row = 1u32;
-        let mut page = pinglayer_domain::PageRequest::parse(Some(500), None)?;
-        loop {
-            let rows = ctx
-                .db
-                .matching_contacts(tenant, &filter, &page, ctx.clock.now())
-                .await?;
-            let (rows, next) = finish_page(rows, &page, |c| c.id.0);
-            for v in views(&ctx, tenant, &rows).await? {
-                for (i, cell) in export_row(&v).iter().enumerate() {
-                    ws.write_string(row, i as u16, cell)
-                        .map_err(anyhow::Error::new)?;
-                }
-                row += 1;
-            }
-            match next {
-                Some(c) => page = pinglayer_domain::PageRequest::parse(Some(500), Some(&c))?,
-                None => break,
-            }
-        }
-        let bytes = wb.save_to_buffer().map_err(anyhow::Error::new)?;
-        return Ok((
-            [
-                (
-                    axum::http::header::CONTENT_TYPE,
-                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                ),
-                (
-                    axum::http::header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"contacts.xlsx\"",
-                ),
-            ],
-            bytes,
-        )
-            .into_response());
-    }
-    // CSV: one page of 1,000 at a time, written to the response as it is read.
-    let stream = futures::stream::unfold(
-        Some((ctx.clone(), filter, None::<String>, true)),
-        move |state| async move {
-            let (ctx, filter, cursor, first) = state?;
-            let page = pinglayer_domain::PageRequest::parse(Some(500), cursor.as_deref()).ok()?;
-            let result: ApiResult<(Vec<u8>, Option<String>)> = async {
+    export::export(
+        format,
+        "contacts",
+        &EXPORT_COLUMNS,
+        move |cursor: Option<String>| {
+            let (ctx, filter) = (ctx.clone(), filter.clone());
+            async move {
+                let page = pinglayer_domain::PageRequest::parse(Some(500), cursor.as_deref())?;
                 let rows = ctx
                     .db
                     .matching_contacts(tenant, &filter, &page, ctx.clock.now())
                     .await?;
                 let (rows, next) = finish_page(rows, &page, |c| c.id.0);
-                let mut w = csv::Writer::from_writer(Vec::new());
-                if first {
-                    w.write_record(EXPORT_COLUMNS).map_err(anyhow::Error::new)?;
-                }
-                for v in views(&ctx, tenant, &rows).await? {
-                    w.write_record(export_row(&v)).map_err(anyhow::Error::new)?;
-                }
-                Ok((w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?, next))
-            }
-            .await;
-            match result {
-                Ok((bytes, next)) => Some((
-                    Ok::<_, std::io::Error>(bytes),
-                    next.map(|n| (ctx, filter, Some(n), false)),
-                )),
-                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
+                let cells = views(&ctx, tenant, &rows)
+                    .await?
+                    .iter()
+                    .map(|v| export_row(v).to_vec())
+                    .collect();
+                Ok((cells, next))
             }
         },
-    );
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                axum::http::header::CONTENT_DISPOSITION,
-                "attachment; filename=\"contacts.csv\"",
-            ),
-        ],
-        axum::body::Body::from_stream(stream),
     )
-        .into_response())
+    .await
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]

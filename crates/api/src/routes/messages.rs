@@ -12,7 +12,7 @@ use axum::{
 use chrono::{DateTime, Duration, Utc};
 use pinglayer_domain::{
     ContactId, ConversationId, MessageId, MessageStatus, NumberId, PhoneE164, TenantId,
-    page::finish_page,
+    billing::Category, page::finish_page,
 };
 use pinglayer_store::{
     StoreError, inbox,
@@ -129,6 +129,11 @@ pub struct MessageView {
     pub preview: String,
     #[schema(value_type = Object)]
     pub content: Value,
+    /// What it is billed as: `marketing`, `utility`, `authentication` or `service`.
+    pub category: Option<String>,
+    /// What it cost (`null` until dispatched); refunded ones show what was given back.
+    pub cost: Option<pinglayer_domain::billing::Money>,
+    pub refunded: bool,
     pub error: Option<MessageError>,
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
@@ -155,6 +160,9 @@ impl MessageView {
             wamid: m.wamid.clone(),
             preview: m.preview.clone(),
             content: serde_json::from_str(&m.content).unwrap_or(Value::Null),
+            category: m.category.clone(),
+            cost: m.charge.map(pinglayer_domain::billing::Money),
+            refunded: m.refunded_at.is_some(),
             error: (m.error_code.is_some() || m.error_title.is_some()).then(|| MessageError {
                 code: m.error_code,
                 title: m.error_title.clone(),
@@ -271,7 +279,10 @@ fn template_components(req: &TemplateRequest) -> ApiResult<Vec<ComponentParamete
 /// contacts never receive).
 pub(crate) struct Checked {
     pub content: Content,
+    /// Whether opted-out contacts must not get it.
     pub marketing: bool,
+    /// What it is billed as: the template's category, `service` for free-form messages.
+    pub category: Category,
 }
 
 /// Parses and checks the content of a send against what the tenant has.
@@ -280,11 +291,12 @@ pub(crate) async fn build_content(
     tenant: TenantId,
     req: &ContentRequest,
 ) -> ApiResult<Checked> {
-    let marketing = std::sync::atomic::AtomicBool::new(false);
-    let content = check_content(ctx, tenant, req, &marketing).await?;
+    let mut category = Category::Service;
+    let content = check_content(ctx, tenant, req, &mut category).await?;
     Ok(Checked {
         content,
-        marketing: marketing.into_inner(),
+        marketing: category == Category::Marketing,
+        category,
     })
 }
 
@@ -292,7 +304,7 @@ async fn check_content(
     ctx: &ApiContext,
     tenant: TenantId,
     req: &ContentRequest,
-    marketing: &std::sync::atomic::AtomicBool,
+    category: &mut Category,
 ) -> ApiResult<Content> {
     let given = [
         req.template.is_some(),
@@ -377,10 +389,7 @@ async fn check_content(
             ),
         ));
     }
-    marketing.store(
-        tpl.category.eq_ignore_ascii_case("MARKETING"),
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    *category = Category::of_template(&tpl.category);
     let components = template_components(t)?;
     let defs: Value = serde_json::from_str(&version.components).unwrap_or(Value::Null);
     let vars = super::templates::variables(&defs);
@@ -438,7 +447,11 @@ pub(crate) async fn queue(
         return replay(existing, hash);
     }
     let now = ctx.clock.now();
-    let Checked { content, marketing } = checked;
+    let Checked {
+        content,
+        marketing,
+        category,
+    } = checked;
     let mut tx = ctx.db.begin().await?;
     let (contact, phone) = match to {
         Recipient::Phone(p) => (
@@ -497,6 +510,7 @@ pub(crate) async fn queue(
             to_phone: phone.as_str(),
             idempotency_key: idempotency.map(|(k, _)| k),
             request_hash: idempotency.map(|(_, h)| h),
+            category: category.as_str(),
         },
         now,
     )
@@ -555,7 +569,7 @@ pub(crate) async fn sending_number(
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };

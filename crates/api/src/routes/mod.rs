@@ -1,13 +1,16 @@
 //! Routes, one module per resource, assembled into the application router with its layers.
 
 pub mod admin;
+pub mod analytics;
 pub mod api_keys;
 pub mod auth;
+pub mod billing;
 pub mod campaigns;
 pub mod contacts;
 pub mod conversations;
 pub mod health;
 pub mod imports;
+pub mod links;
 pub mod messages;
 pub mod numbers;
 pub mod segments;
@@ -38,6 +41,9 @@ fn api() -> OpenApiRouter<ApiContext> {
         .merge(segments::routes())
         .merge(imports::routes())
         .merge(campaigns::routes())
+        .merge(links::routes())
+        .merge(analytics::routes())
+        .merge(billing::routes())
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.
@@ -51,6 +57,7 @@ pub fn router(ctx: ApiContext) -> Router {
     let app = api
         .merge(health::routes())
         .merge(webhooks::routes())
+        .merge(links::redirect_routes())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|method: Method| async move {
             ApiError::MethodNotAllowed(format!("{method} is not allowed on this route."))

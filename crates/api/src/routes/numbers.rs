@@ -3,7 +3,7 @@
 
 use axum::{extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
-use pinglayer_domain::{FieldError, NumberId, page::finish_page};
+use pinglayer_domain::{FieldError, NumberId, billing::Limit, page::finish_page};
 use pinglayer_store::{
     StoreError,
     numbers::{NewNumber, Number, NumberPatch},
@@ -207,6 +207,7 @@ async fn connect_number(
         .and_then(|s| c.take(secret("verify_token", s)));
     let rps = c.take(throughput(req.throughput_per_second));
     c.finish()?;
+    super::billing::within_plan(&ctx, p.tenant.id, Limit::SendingNumbers, 1).await?;
     let (Some(waba), Some(pnid), Some(display), Some(token), Some(rps)) =
         (waba, pnid, display, token, rps)
     else {
@@ -249,6 +250,7 @@ async fn embedded_signup(
     let code = c.take(secret("code", &req.code));
     let rps = c.take(throughput(req.throughput_per_second));
     c.finish()?;
+    super::billing::within_plan(&ctx, p.tenant.id, Limit::SendingNumbers, 1).await?;
     let (Some(waba), Some(pnid), Some(code), Some(rps)) = (waba, pnid, code, rps) else {
         unreachable!("checked")
     };

@@ -1,7 +1,7 @@
 //! The tenant's team: list, invite, change, remove members.
 
 use axum::{extract::State, http::StatusCode};
-use pinglayer_domain::{Email, NewPassword, Role, UserId, page::finish_page};
+use pinglayer_domain::{Email, NewPassword, Role, UserId, billing::Limit, page::finish_page};
 use pinglayer_store::{
     StoreError,
     users::{NewUser, UserPatch},
@@ -116,6 +116,7 @@ async fn create_user(
     let name = c.take(required_text("name", &req.name, 120));
     let hash = parse_password(req.password.as_deref(), &mut c).await?;
     c.finish()?;
+    super::billing::within_plan(&ctx, p.tenant.id, Limit::TeamMembers, 1).await?;
     let (Some(email), Some(name)) = (email, name) else {
         unreachable!("checked above")
     };

@@ -8,7 +8,7 @@ use crate::{
     helpers::{Registered, Resp, TestApp},
 };
 
-async fn upload(
+pub(crate) async fn upload(
     app: &TestApp,
     owner: &Registered,
     name: &str,
@@ -31,7 +31,7 @@ async fn upload(
     .await
 }
 
-async fn finished(app: &TestApp, owner: &Registered, r: &Resp) -> Value {
+pub(crate) async fn finished(app: &TestApp, owner: &Registered, r: &Resp) -> Value {
     assert_eq!(r.status, 202, "{:?}", r.body);
     let path = format!("/api/v1/imports/{}", r.body["id"].as_str().unwrap());
     for _ in 0..500 {

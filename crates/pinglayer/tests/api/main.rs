@@ -4,12 +4,15 @@
 mod helpers;
 
 mod admin;
+mod analytics;
 mod api_keys;
 mod auth;
+mod billing;
 mod campaigns;
 mod contacts;
 mod conventions;
 mod imports;
+mod links;
 mod segments;
 mod users;
 mod whatsapp;

@@ -11,8 +11,8 @@ use crate::{
 };
 
 pub(crate) const PNID: &str = "100000000000001";
-const WABA: &str = "200000000000001";
-const TOKEN: &str = "sandbox-access-token";
+pub(crate) const WABA: &str = "200000000000001";
+pub(crate) const TOKEN: &str = "sandbox-access-token";
 const CUSTOMER: &str = "+919812345678";
 
 /// Polls `f` until it returns `Some`, for up to 10 s.
@@ -73,7 +73,7 @@ async fn wait_status(app: &TestApp, token: &str, id: &str, status: &str) -> Resp
     .await
 }
 
-async fn signed(app: &TestApp, body: &Value, secret: &str) -> Resp {
+pub(crate) async fn signed(app: &TestApp, body: &Value, secret: &str) -> Resp {
     let bytes = serde_json::to_vec(body).unwrap();
     let sig = pinglayer_whatsapp::webhook::sign(secret.as_bytes(), &bytes);
     app.raw(
@@ -86,7 +86,7 @@ async fn signed(app: &TestApp, body: &Value, secret: &str) -> Resp {
     .await
 }
 
-fn status_payload(pnid: &str, statuses: Value) -> Value {
+pub(crate) fn status_payload(pnid: &str, statuses: Value) -> Value {
     json!({"object": "whatsapp_business_account", "entry": [{"id": WABA, "changes": [{"field": "messages", "value": {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": "15550000001", "phone_number_id": pnid},
