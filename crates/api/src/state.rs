@@ -38,6 +38,8 @@ pub struct Inner {
     pub rate_limiter: Option<DefaultKeyedRateLimiter<u64>>,
     pub key_usage: KeyUsage,
     pub auth_cache: AuthCache,
+    /// The plan's requests per minute, per tenant.
+    pub plan_rates: crate::auth::plan_rate::PlanRates,
     pub metrics: Option<PrometheusHandle>,
     pub whatsapp: pinglayer_whatsapp::Client,
     pub cipher: pinglayer_domain::crypto::Cipher,
@@ -97,6 +99,7 @@ impl ApiContext {
             rate_limiter,
             key_usage: KeyUsage::default(),
             auth_cache: AuthCache::new(settings.auth_cache_ttl),
+            plan_rates: Default::default(),
             metrics,
             whatsapp: engine.whatsapp,
             cipher: pinglayer_domain::crypto::Cipher::new(&settings.encryption_key),

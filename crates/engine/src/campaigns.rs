@@ -182,7 +182,7 @@ impl Plan {
             }
         })?;
         let mut made = made.into_inner();
-        made.sort_by(|a, b| a.link_id.cmp(&b.link_id));
+        made.sort_by_key(|c| c.link_id);
         made.dedup_by(|a, b| a.link_id == b.link_id);
         codes.extend(made);
         Ok(content)

@@ -381,7 +381,9 @@ pub async fn campaign(
     numbers: u32,
     rate: i32,
     workers: usize,
+    billing: bool,
 ) -> anyhow::Result<()> {
+    use pinglayer_domain::billing::{Money, PriceList, Prices};
     use pinglayer_domain::campaign::CampaignAction;
     use pinglayer_sandbox::{Sandbox, SandboxConfig, SandboxNumber};
     use pinglayer_store::{
@@ -642,6 +644,35 @@ pub async fn campaign(
         let _ = stop_rx.await;
     }));
 
+    // Billing: every marketing message costs 0.01 from a wallet topped up for all of them.
+    let price = Money(100);
+    let mut prices = PriceList::empty("USD");
+    if billing {
+        prices.default = Prices {
+            marketing: Some(price),
+            ..Default::default()
+        };
+        let posted = db
+            .post_entry(
+                tenant.id,
+                pinglayer_store::billing::NewEntry {
+                    kind: pinglayer_store::billing::EntryKind::Credit,
+                    amount: Money(price.0 * messages as i64),
+                    reference_type: "topup",
+                    actor: "bench",
+                    note: None,
+                    idempotency: None,
+                },
+                now,
+            )
+            .await?;
+        anyhow::ensure!(matches!(
+            posted,
+            pinglayer_store::billing::Posted::Applied(_)
+        ));
+    }
+    db.set_price_list(&prices, now).await?;
+
     let mut campaigns = Vec::new();
     let launch_at = pinglayer_domain::Clock::now(&SystemClock);
     for (i, n) in number_ids.iter().enumerate() {
@@ -758,6 +789,20 @@ pub async fn campaign(
         "exactly once: sandbox accepted {total} sends, {} distinct messages, {throttled} refused for throughput (130429)",
         ids.len()
     );
+    if billing {
+        let w = db.wallet(tenant.id).await?;
+        let sum = db.ledger_sum(tenant.id).await?;
+        println!(
+            "billing: balance {} after {} messages at {price} (ledger sum {sum}; {})",
+            w.balance,
+            ids.len(),
+            if w.balance == sum && w.balance.0 == price.0 * (messages - ids.len()) as i64 {
+                "exact"
+            } else {
+                "MISMATCH"
+            }
+        );
+    }
     let _ = stop_tx.send(());
     let _ = server.await;
     for mut c in children {

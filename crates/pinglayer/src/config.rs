@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the HTTP API and run the background workers.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run only the background workers (scale them out beside `serve` on one PostgreSQL).
     Worker(WorkerArgs),
     /// Apply database migrations and exit.
@@ -101,6 +101,37 @@ pub enum BenchCommand {
         /// `pinglayer worker` processes to dispatch with (0: this process's engine).
         #[arg(long, default_value_t = 0)]
         workers: usize,
+        /// Charge every message (a price list and a topped-up wallet) to measure what billing
+        /// costs the dispatcher; without it no message costs anything.
+        #[arg(long)]
+        billing: bool,
+    },
+    /// Smart-link redirects with click recording, against a bare axum redirect in the same run;
+    /// checks every redirect became a recorded click.
+    Redirect {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// Seconds of load per target.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Load with `wrk` (must be installed) instead of the in-process client.
+        #[arg(long)]
+        wrk: bool,
+    },
+    /// The analytics dashboard over a large seeded message table (PostgreSQL).
+    Dashboard {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long, default_value_t = 10_000_000)]
+        messages: u64,
+        /// Days the messages are spread over (ending today).
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Requests timed per report.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
     },
     /// The sandbox's send rate.
     Sandbox {

@@ -92,6 +92,20 @@ async fn main() -> anyhow::Result<()> {
                     seconds,
                     concurrency,
                 } => pinglayer::bench::sandbox(numbers, seconds, concurrency).await,
+                BenchCommand::Redirect {
+                    database_url,
+                    seconds,
+                    connections,
+                    wrk,
+                } => {
+                    pinglayer::bench_links::redirect(&database_url, seconds, connections, wrk).await
+                }
+                BenchCommand::Dashboard {
+                    database_url,
+                    messages,
+                    days,
+                    runs,
+                } => pinglayer::bench_links::dashboard(&database_url, messages, days, runs).await,
                 BenchCommand::Campaign {
                     database_url,
                     contacts,
@@ -99,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
                     numbers,
                     rate,
                     workers,
+                    billing,
                 } => {
                     pinglayer::bench::campaign(
                         &database_url,
@@ -107,6 +122,7 @@ async fn main() -> anyhow::Result<()> {
                         numbers,
                         rate,
                         workers,
+                        billing,
                     )
                     .await
                 }

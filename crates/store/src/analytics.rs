@@ -227,10 +227,38 @@ pub struct TopCampaign {
 
 /// Spend from the ledger: debits (negative) and refunds (positive) of the period, as a positive
 /// amount spent.
-const SPEND: &str = "select coalesce(-sum(amount), 0) from ledger_entries
+const SPEND: &str = "select cast(coalesce(-sum(amount), 0) as bigint) from ledger_entries
      where tenant_id = $1 and kind in ('debit', 'refund') and created_at >= $2 and created_at < $3";
 
+/// The backfill at the end of each backend's migration: rollups recomputed from messages,
+/// contacts and consent changes.
+const BACKFILL_MARK: &str = "-- What happened before this release";
+const PG_MIGRATION: &str = include_str!("../migrations/postgres/0009_links.sql");
+const SQLITE_MIGRATION: &str = include_str!("../migrations/sqlite/0009_links.sql");
+
+fn backfill(migration: &'static str) -> &'static str {
+    migration
+        .find(BACKFILL_MARK)
+        .map(|i| &migration[i..])
+        .unwrap_or("")
+}
+
 impl Db {
+    /// Recomputes every rollup from the tables they summarise (messages, contacts, consent
+    /// changes), with the migration's own backfill statements, in one transaction. For
+    /// operators after a data repair, and for benchmarks that seed messages directly.
+    pub async fn rebuild_analytics(&self) -> Result<()> {
+        let sql = match self.backend() {
+            crate::Backend::Postgres => backfill(PG_MIGRATION),
+            crate::Backend::Sqlite => backfill(SQLITE_MIGRATION),
+        };
+        let mut tx = self.begin().await?;
+        on_tx!(&mut tx, c => sqlx::query("delete from analytics_daily").execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        on_tx!(&mut tx, c => sqlx::query("delete from analytics_hourly").execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        on_tx!(&mut tx, c => sqlx::raw_sql(sql).execute(&mut *c).await.map(|r| r.rows_affected()))?;
+        tx.commit().await
+    }
+
     /// A tenant's daily rollups for `from..=to`, summed per (day, metric, number, category).
     pub async fn analytics_daily(
         &self,
@@ -294,8 +322,9 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<TopCampaign>> {
         on_db!(self, p => sqlx::query_as(
-            "select c.id, c.name, sum(r.sent) as sent, sum(r.delivered) as delivered, sum(r.read) as read,
-                sum(r.replied) as replied, coalesce(max(k.clicks), 0) as clicks, coalesce(max(k.clickers), 0) as clickers
+            "select c.id, c.name, cast(sum(r.sent) as bigint) as sent, cast(sum(r.delivered) as bigint) as delivered,
+                cast(sum(r.read) as bigint) as read, cast(sum(r.replied) as bigint) as replied,
+                coalesce(max(k.clicks), 0) as clicks, coalesce(max(k.clickers), 0) as clickers
              from campaign_runs r
              join campaigns c on c.tenant_id = r.tenant_id and c.id = r.campaign_id
              left join campaign_clicks k on k.tenant_id = c.tenant_id and k.campaign_id = c.id
@@ -422,5 +451,14 @@ mod tests {
         assert_eq!(crossed(1, MessageStatus::Failed), vec![ATTEMPTED, FAILED]);
         assert!(crossed(5, MessageStatus::Failed).is_empty());
         assert!(crossed(4, MessageStatus::Read).is_empty());
+    }
+
+    #[test]
+    fn the_backfill_is_found_in_both_migrations() {
+        for m in [PG_MIGRATION, SQLITE_MIGRATION] {
+            let b = backfill(m);
+            assert!(b.contains("insert into analytics_daily"), "{b}");
+            assert!(b.contains("insert into analytics_hourly"), "{b}");
+        }
     }
 }

@@ -682,7 +682,9 @@ pub(crate) async fn refund_in(
 ) -> Result<Money> {
     let mut total = Money::ZERO;
     let period = period_of(now);
-    let mut per_tenant: Vec<(TenantId, Vec<(MessageId, i64, String)>)> = Vec::new();
+    // Per tenant: (message, what it was charged, its category).
+    type Refunds = Vec<(MessageId, i64, String)>;
+    let mut per_tenant: Vec<(TenantId, Refunds)> = Vec::new();
     for (tenant, id) in keys {
         let row: Option<(i64, Option<String>, Option<CampaignId>)> = on_tx!(&mut *tx, c => sqlx::query_as(
             "update messages set refunded_at = $3 where tenant_id = $1 and id = $2

@@ -51,13 +51,14 @@ pub async fn upsert_contact_in(
     name: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<ContactId> {
+    // The row is new when it carries the id we made up for it.
     let (id, created): (ContactId, bool) = on_tx!(tx, c => sqlx::query_as(
         "insert into contacts (tenant_id, id, phone, wa_id, name, created_at, updated_at)
          values ($1, $2, $3, $4, $5, $6, $6)
          on conflict (tenant_id, phone) do update set
             wa_id = coalesce(contacts.wa_id, excluded.wa_id),
             name = coalesce(contacts.name, excluded.name)
-         returning id, created_at = $6",
+         returning id, id = $2",
     )
     .bind(tenant)
     .bind(ContactId::new())

@@ -644,6 +644,9 @@ impl Db {
         // Keep the furthest status per message (a batch may hold sent, delivered and read of
         // one message), and every status for the history.
         let mut best: HashMap<(TenantId, MessageId), &StatusUpdate> = HashMap::new();
+        // When a batch holds `delivered` and `read` of one message, `read` is applied and the
+        // delivery time comes from its own status (read implies delivered).
+        let mut delivered: HashMap<(TenantId, MessageId), DateTime<Utc>> = HashMap::new();
         let mut events = Vec::with_capacity(updates.len());
         for (i, u) in updates.iter().enumerate() {
             let key = match &u.target {
@@ -662,18 +665,25 @@ impl Db {
                 u.error_code,
                 u.error_title.clone(),
             ));
+            if u.status == MessageStatus::Delivered {
+                let d = delivered.entry(key).or_insert(u.at);
+                *d = (*d).min(u.at);
+            }
             let e = best.entry(key).or_insert(u);
             if u.status.rank() > e.status.rank() {
                 *e = u;
             }
         }
-        let rows: Vec<_> = best.into_iter().collect();
+        let rows: Vec<_> = best
+            .into_iter()
+            .map(|(k, u)| (k, (u, delivered.get(&k).copied().unwrap_or(u.at))))
+            .collect();
         let keys: Vec<_> = rows.iter().map(|(k, _)| *k).collect();
         // Every refundable failure in the batch, moved now or before: the refund is guarded by
         // the message itself, so a replay after a crash between the two still refunds once.
         let refunds: Vec<(TenantId, MessageId)> = rows
             .iter()
-            .filter(|(_, u)| {
+            .filter(|(_, (u, _))| {
                 u.status == MessageStatus::Failed
                     && u.error_code.is_some_and(|c| refundable.contains(&c))
             })
@@ -685,7 +695,7 @@ impl Db {
         const SET: &str = "set status = v.st, status_rank = v.rk, updated_at = v.at,
                 wamid = coalesce(messages.wamid, v.wamid),
                 sent_at = case when v.st = 'sent' then coalesce(messages.sent_at, v.at) else messages.sent_at end,
-                delivered_at = case when v.st = 'delivered' then coalesce(messages.delivered_at, v.at) else messages.delivered_at end,
+                delivered_at = case when v.st in ('delivered', 'read') then coalesce(messages.delivered_at, v.dat) else messages.delivered_at end,
                 read_at = case when v.st = 'read' then coalesce(messages.read_at, v.at) else messages.read_at end,
                 failed_at = case when v.st = 'failed' then coalesce(messages.failed_at, v.at) else messages.failed_at end,
                 error_code = case when v.st = 'failed' then v.ecode else messages.error_code end,
@@ -700,47 +710,52 @@ impl Db {
             Tx::Postgres(t) => {
                 let sql = format!(
                     "update messages {SET} from unnest($1::uuid[], $2::uuid[], $3::text[], $4::int4[], $5::timestamptz[],
-                        $6::text[], $7::int8[], $8::text[], $9::text[]) as v (tid, mid, st, rk, at, wamid, ecode, etitle, edetail) {WHERE}"
+                        $6::text[], $7::int8[], $8::text[], $9::text[], $10::timestamptz[]) as v (tid, mid, st, rk, at, wamid, ecode, etitle, edetail, dat) {WHERE}"
                 );
                 moved = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(rows.iter().map(|((t, _), _)| t.0).collect::<Vec<_>>())
                     .bind(rows.iter().map(|((_, m), _)| m.0).collect::<Vec<_>>())
                     .bind(
                         rows.iter()
-                            .map(|(_, u)| u.status.as_str())
+                            .map(|(_, (u, _))| u.status.as_str())
                             .collect::<Vec<_>>(),
                     )
                     .bind(
                         rows.iter()
-                            .map(|(_, u)| u.status.rank())
+                            .map(|(_, (u, _))| u.status.rank())
                             .collect::<Vec<_>>(),
                     )
-                    .bind(rows.iter().map(|(_, u)| u.at).collect::<Vec<_>>())
+                    .bind(rows.iter().map(|(_, (u, _))| u.at).collect::<Vec<_>>())
                     .bind(
                         rows.iter()
-                            .map(|(_, u)| u.wamid.as_str())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(rows.iter().map(|(_, u)| u.error_code).collect::<Vec<_>>())
-                    .bind(
-                        rows.iter()
-                            .map(|(_, u)| u.error_title.clone())
+                            .map(|(_, (u, _))| u.wamid.as_str())
                             .collect::<Vec<_>>(),
                     )
                     .bind(
                         rows.iter()
-                            .map(|(_, u)| u.error_detail.clone())
+                            .map(|(_, (u, _))| u.error_code)
                             .collect::<Vec<_>>(),
                     )
+                    .bind(
+                        rows.iter()
+                            .map(|(_, (u, _))| u.error_title.clone())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(
+                        rows.iter()
+                            .map(|(_, (u, _))| u.error_detail.clone())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(rows.iter().map(|(_, (_, d))| *d).collect::<Vec<_>>())
                     .fetch_all(&mut **t)
                     .await?;
             }
             Tx::Sqlite(t) => {
                 for chunk in rows.chunks(400) {
                     let mut qb = sqlx::QueryBuilder::new(
-                        "with v (tid, mid, st, rk, at, wamid, ecode, etitle, edetail) as (",
+                        "with v (tid, mid, st, rk, at, wamid, ecode, etitle, edetail, dat) as (",
                     );
-                    qb.push_values(chunk, |mut b, ((t, m), u)| {
+                    qb.push_values(chunk, |mut b, ((t, m), (u, dat))| {
                         b.push_bind(*t)
                             .push_bind(*m)
                             .push_bind(u.status.as_str())
@@ -749,7 +764,8 @@ impl Db {
                             .push_bind(u.wamid.as_str())
                             .push_bind(u.error_code)
                             .push_bind(u.error_title.clone())
-                            .push_bind(u.error_detail.clone());
+                            .push_bind(u.error_detail.clone())
+                            .push_bind(*dat);
                     });
                     qb.push(") update messages ")
                         .push(SET)

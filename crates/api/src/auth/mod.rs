@@ -7,6 +7,7 @@
 //! their signature, and there is no other place where access is decided.
 
 pub mod cache;
+pub mod plan_rate;
 pub mod secrets;
 pub mod throttle;
 
@@ -166,6 +167,9 @@ pub async fn authenticate(parts: &Parts, ctx: &ApiContext) -> ApiResult<Principa
             "tenant_suspended",
             "This account has been suspended by the platform's operator.",
         ));
+    }
+    if !principal.tenant.is_platform {
+        ctx.plan_rates.check(ctx, principal.tenant.id).await?;
     }
     Ok(principal)
 }

@@ -475,7 +475,10 @@ pub(crate) async fn one_page(
 /// database once per code, not once per click. Changes made through this process forget the
 /// link's entries at once; other processes see them within [`CACHE_TTL`].
 #[derive(Default)]
-pub struct LinkCache(Mutex<HashMap<String, (Instant, Option<Arc<Cached>>)>>);
+pub struct LinkCache(Mutex<HashMap<String, CacheEntry>>);
+
+/// When it was looked up, and what was found (`None`: no such code).
+type CacheEntry = (Instant, Option<Arc<Cached>>);
 
 pub struct Cached {
     pub target: Arc<Target>,

@@ -833,6 +833,37 @@ async fn billing_routes_are_isolated_per_tenant(app: TestApp) {
         .map(|u| u["tenant_id"].as_str().unwrap())
         .collect();
     assert!(ids.contains(&a.tenant_id.as_str()) && ids.contains(&b.tenant_id.as_str()));
+    // A plan's API rate holds for all of a tenant's credentials together.
+    let c = app.register("Shop C", "o@c.test").await;
+    let r = app
+        .post(
+            "/api/v1/admin/plans",
+            Some(&admin),
+            json!({"name": "Slow", "limits": {"api_requests_per_minute": 3}}),
+        )
+        .await;
+    let slow = r.body["id"].as_str().unwrap().to_string();
+    let r = app
+        .post(
+            &format!("/api/v1/admin/tenants/{}/plan", c.tenant_id),
+            Some(&admin),
+            json!({"plan_id": slow}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let (other_member, _) = app.member(&c, "admin@c.test", "admin").await;
+    let mut codes = Vec::new();
+    for token in [&c.token, &other_member, &c.token, &other_member, &c.token] {
+        codes.push(app.get("/api/v1/billing/balance", token).await.status);
+    }
+    // Three a minute: one went on adding the member, two more pass, the rest wait.
+    assert_eq!(codes, [200, 200, 429, 429, 429]);
+    // Other tenants are not slowed down.
+    assert_eq!(
+        app.get("/api/v1/billing/balance", &a.token).await.status,
+        200
+    );
+
     // Bad price lists are refused, and nothing changes.
     let r = app
         .call(

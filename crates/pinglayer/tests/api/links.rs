@@ -423,6 +423,17 @@ async fn personal_links_in_a_campaign(app: TestApp) {
     assert_eq!(ls.body["unique_clicks"], 1, "{:?}", ls.body);
     assert_eq!(ls.body["bot_clicks"], 1, "{:?}", ls.body);
 
+    // The dashboard's top campaigns carry the clicks too.
+    let d = app.get("/api/v1/analytics/dashboard", &owner.token).await;
+    let top = &d.body["top_campaigns"][0];
+    assert_eq!(top["id"], id.as_str(), "{:?}", d.body);
+    assert_eq!(
+        (top["sent"].as_i64(), top["clicks"].as_i64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(top["unique_clickers"], 1);
+    assert_eq!(top["click_through_rate"], 0.5);
+
     // Retarget who clicked (Asha) and who did not (Bala).
     for (who, phone, expected) in [
         ("clicked", "919800000001", &asha),
