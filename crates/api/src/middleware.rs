@@ -67,6 +67,22 @@ pub fn wrap(app: Router<ApiContext>, ctx: &ApiContext) -> Router<ApiContext> {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
+/// The few layers of the public, anonymous, hot routes (the smart-link redirect): panics
+/// become JSON 500s and bodies are never sniffed. No request id, trace span, per-route
+/// histogram, timeout or rate limit: such a route answers from memory, counts itself, and is
+/// not an API call.
+pub fn lean(app: Router<ApiContext>) -> Router<ApiContext> {
+    app.layer(SetResponseHeaderLayer::if_not_present(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ))
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ))
+    .layer(CatchPanicLayer::custom(panic_to_json))
+}
+
 fn cors(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
@@ -127,9 +143,7 @@ async fn rate_limit(State(ctx): State<ApiContext>, req: Request, next: Next) -> 
         return next.run(req).await;
     };
     let path = req.uri().path();
-    // Smart-link redirects are anonymous and arrive from people behind shared mobile IPs;
-    // they are cheap (cached lookups, clicks written in batches) and are not API calls.
-    if matches!(path, "/health" | "/ready" | "/metrics") || path.starts_with("/s/") {
+    if matches!(path, "/health" | "/ready" | "/metrics") {
         return next.run(req).await;
     }
     let mut h = DefaultHasher::new();

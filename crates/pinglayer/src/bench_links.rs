@@ -52,19 +52,34 @@ async fn start_app(db: &Db) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot:
 }
 
 /// `wrk` with a browser's user agent; its requests/s, latency percentiles and request count.
-fn wrk(url: &str, seconds: u64, connections: usize, threads: usize) -> anyhow::Result<Load> {
+/// With `pause_ms`, each connection waits that long between requests (a wrk Lua `delay()`),
+/// which caps the offered load near `connections × 1000 / pause_ms` per second.
+fn wrk(
+    url: &str,
+    seconds: u64,
+    connections: usize,
+    threads: usize,
+    pause_ms: Option<u32>,
+) -> anyhow::Result<Load> {
+    let mut args = vec![
+        format!("-t{threads}"),
+        format!("-c{connections}"),
+        format!("-d{seconds}s"),
+        "--latency".into(),
+        "-H".into(),
+        format!("User-Agent: {BROWSER}"),
+    ];
+    let script = std::env::temp_dir().join(format!("pinglayer-pace-{}.lua", std::process::id()));
+    if let Some(ms) = pause_ms {
+        std::fs::write(&script, format!("function delay()\n  return {ms}\nend\n"))?;
+        args.extend(["-s".into(), script.display().to_string()]);
+    }
+    args.push(url.to_string());
     let out = Command::new("wrk")
-        .args([
-            &format!("-t{threads}"),
-            &format!("-c{connections}"),
-            &format!("-d{seconds}s"),
-            "--latency",
-            "-H",
-            &format!("User-Agent: {BROWSER}"),
-            url,
-        ])
+        .args(&args)
         .output()
         .context("running wrk (install it, or leave out --wrk)")?;
+    let _ = std::fs::remove_file(&script);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     anyhow::ensure!(
         !text.contains("Non-2xx or 3xx responses"),
@@ -152,6 +167,7 @@ pub async fn redirect(
     seconds: u64,
     connections: usize,
     use_wrk: bool,
+    pause_ms: Option<u32>,
 ) -> anyhow::Result<()> {
     let db = Db::connect(database_url, 16).await.context("connecting")?;
     db.migrate().await?;
@@ -199,7 +215,8 @@ pub async fn redirect(
         let url = format!("http://{addr}/s/{}", link.code);
         async move {
             if use_wrk {
-                tokio::task::spawn_blocking(move || wrk(&url, seconds, connections, 2)).await?
+                tokio::task::spawn_blocking(move || wrk(&url, seconds, connections, 2, pause_ms))
+                    .await?
             } else {
                 internal(&url, seconds, connections).await
             }
@@ -210,7 +227,7 @@ pub async fn redirect(
     if use_wrk {
         let _ = tokio::task::spawn_blocking({
             let url = format!("http://{bare_addr}/s/{}", link.code);
-            move || wrk(&url, warm, connections, 2)
+            move || wrk(&url, warm, connections, 2, pause_ms)
         })
         .await?;
     }
@@ -230,10 +247,10 @@ pub async fn redirect(
     };
     let caught_up = load_done.elapsed();
     let _ = stop.send(());
-    let generator = if use_wrk {
-        "wrk -t2"
-    } else {
-        "in-process client"
+    let generator = match (use_wrk, pause_ms) {
+        (true, Some(ms)) => format!("wrk -t2, {ms} ms between a connection's requests"),
+        (true, None) => "wrk -t2".into(),
+        (false, _) => "in-process client".into(),
     };
     println!(
         "backend: {:?}; {generator}, {connections} connections, {seconds} s each",

@@ -119,6 +119,11 @@ pub enum BenchCommand {
         /// Load with `wrk` (must be installed) instead of the in-process client.
         #[arg(long)]
         wrk: bool,
+        /// With --wrk: milliseconds each connection waits between requests, to measure
+        /// latency at a set load (about connections × 1000 / pause per second) rather than at
+        /// saturation.
+        #[arg(long)]
+        pause_ms: Option<u32>,
     },
     /// The analytics dashboard over a large seeded message table (PostgreSQL).
     Dashboard {

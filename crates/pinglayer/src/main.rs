@@ -97,8 +97,16 @@ async fn main() -> anyhow::Result<()> {
                     seconds,
                     connections,
                     wrk,
+                    pause_ms,
                 } => {
-                    pinglayer::bench_links::redirect(&database_url, seconds, connections, wrk).await
+                    pinglayer::bench_links::redirect(
+                        &database_url,
+                        seconds,
+                        connections,
+                        wrk,
+                        pause_ms,
+                    )
+                    .await
                 }
                 BenchCommand::Dashboard {
                     database_url,

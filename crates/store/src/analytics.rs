@@ -89,21 +89,40 @@ pub(crate) async fn note_moves(
         return Ok(());
     }
     let day = now.date_naive();
-    for chunk in rows.chunks(500) {
-        on_tx!(tx, c => {
-            let mut qb = sqlx::QueryBuilder::new("with v (tid, mid, metric) as (");
-            qb.push_values(chunk, |mut b, (t, m, x)| {
-                b.push_bind(*t).push_bind(*m).push_bind(*x);
-            });
-            qb.push(") insert into analytics_daily (tenant_id, day, metric, number_id, category, n)
-                 select m.tenant_id, ");
-            qb.push_bind(day);
-            qb.push(", v.metric, m.number_id, coalesce(m.category, ''), count(*)
-                 from v join messages m on m.tenant_id = v.tid and m.id = v.mid where true
-                 group by m.tenant_id, v.metric, m.number_id, coalesce(m.category, '')
-                 on conflict (tenant_id, day, metric, number_id, category) do update set n = analytics_daily.n + excluded.n");
-            qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
-        })?;
+    // Rows are written in key order (here and in the hourly sums below), so concurrent
+    // transactions bumping the same rollups lock them in the same order. PostgreSQL takes the
+    // whole batch as arrays in one statement; SQLite (one writer: no lock order to keep) a
+    // VALUES list per chunk.
+    const INSERT: &str =
+        " insert into analytics_daily (tenant_id, day, metric, number_id, category, n)
+         select m.tenant_id, ";
+    const REST: &str = ", v.metric, m.number_id, coalesce(m.category, ''), count(*)
+         from v join messages m on m.tenant_id = v.tid and m.id = v.mid where true
+         group by m.tenant_id, v.metric, m.number_id, coalesce(m.category, '')
+         order by 1, 3, 4, 5
+         on conflict (tenant_id, day, metric, number_id, category) do update set n = analytics_daily.n + excluded.n";
+    match tx {
+        Tx::Postgres(t) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "with v (tid, mid, metric) as (select * from unnest($1::uuid[], $2::uuid[], $3::text[])){INSERT}$4{REST}"
+            )))
+            .bind(rows.iter().map(|r| r.0.0).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.1.0).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
+            .bind(day)
+            .execute(&mut **t)
+            .await?;
+        }
+        Tx::Sqlite(t) => {
+            for chunk in rows.chunks(500) {
+                let mut qb = sqlx::QueryBuilder::new("with v (tid, mid, metric) as (");
+                qb.push_values(chunk, |mut b, (t, m, x)| {
+                    b.push_bind(*t).push_bind(*m).push_bind(*x);
+                });
+                qb.push(")").push(INSERT).push_bind(day).push(REST);
+                qb.build().execute(&mut **t).await?;
+            }
+        }
     }
     let mut hourly: HashMap<(TenantId, &'static str), i64> = HashMap::new();
     for (t, _, x) in &rows {
@@ -185,7 +204,8 @@ pub(crate) async fn bump(
 pub struct DailyRow {
     pub day: NaiveDate,
     pub metric: String,
-    pub number_id: uuid::Uuid,
+    /// `None` when the rows were summed over numbers.
+    pub number_id: Option<uuid::Uuid>,
     pub category: String,
     pub n: i64,
 }
@@ -259,17 +279,24 @@ impl Db {
         tx.commit().await
     }
 
-    /// A tenant's daily rollups for `from..=to`, summed per (day, metric, number, category).
+    /// A tenant's daily rollups for `from..=to`, per (day, metric, category) and, with
+    /// `by_number`, per sending number too.
     pub async fn analytics_daily(
         &self,
         tenant: TenantId,
         from: NaiveDate,
         to: NaiveDate,
+        by_number: bool,
     ) -> Result<Vec<DailyRow>> {
-        on_db!(self, p => sqlx::query_as(
+        let sql = if by_number {
             "select day, metric, number_id, category, n from analytics_daily
-             where tenant_id = $1 and day >= $2 and day <= $3 order by day, metric",
-        )
+             where tenant_id = $1 and day >= $2 and day <= $3 order by day, metric"
+        } else {
+            "select day, metric, cast(null as uuid) as number_id, category, cast(sum(n) as bigint) as n
+             from analytics_daily where tenant_id = $1 and day >= $2 and day <= $3
+             group by day, metric, category order by day, metric"
+        };
+        on_db!(self, p => sqlx::query_as(sql)
         .bind(tenant)
         .bind(from)
         .bind(to)

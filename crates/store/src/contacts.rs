@@ -416,6 +416,9 @@ impl Db {
             "delete from consent_events where tenant_id = $1 and contact_id = $2",
             "update messages set content = '{}', preview = '[erased]', to_phone = 'erased' where tenant_id = $1 and contact_id = $2",
             "update conversations set last_preview = '[erased]' where tenant_id = $1 and contact_id = $2",
+            // Their smart-link clicks stay counted, without where and on what they clicked.
+            "update link_clicks set ip = null, user_agent = null, referrer = null, country = null
+             where tenant_id = $1 and contact_id = $2",
         ] {
             on_tx!(&mut tx, c => sqlx::query(sql).bind(tenant).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
         }

@@ -68,9 +68,16 @@ impl Db {
                 // tenant) and can scan a whole table forever after. Tenants differ wildly in size.
                 .options([("plan_cache_mode", "force_custom_plan")])
                 .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_millis(500));
+            let port = opts.get_port();
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(10))
+                .after_connect(move |_, _| {
+                    Box::pin(async move {
+                        nodelay_to(port);
+                        Ok(())
+                    })
+                })
                 .connect_with(opts)
                 .await?;
             Ok(Db::Postgres(pool))
@@ -240,5 +247,94 @@ impl AuthListener {
                 None => on(None),
             }
         }
+    }
+}
+
+/// Turns Nagle's algorithm off on this process's TCP connections to the database's port.
+///
+/// sqlx 0.9.0 stopped setting `TCP_NODELAY` on its sockets (upstream issue 4335, no release
+/// fixes it yet), so every statement larger than one segment — a batch of a thousand rows as
+/// arrays — waits for the server's delayed ACK, about 40 ms, before its last bytes leave. sqlx
+/// does not hand out its socket, so after each new connection we find it among the process's
+/// descriptors (a TCP stream whose peer has the database's port) and set the option; setting
+/// it twice, or on another connection to that port, is harmless. Linux only (elsewhere a no-op).
+pub(crate) fn nodelay_to(port: u16) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::BorrowedFd;
+        let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            // Only sockets; the descriptor may close meanwhile, which makes the calls below fail.
+            if !std::fs::read_link(entry.path())
+                .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+            {
+                continue;
+            }
+            // SAFETY: the descriptor is only borrowed for the duration of these calls; if it was
+            // closed (or reused) meanwhile, the calls fail or touch another socket, whose peer
+            // port is checked before anything is set.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            let sock = socket2::SockRef::from(&fd);
+            let to_db = sock
+                .peer_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .is_some_and(|a| a.port() == port);
+            if to_db && !sock.tcp_nodelay().unwrap_or(true) {
+                let _ = sock.set_tcp_nodelay(true);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = port;
+}
+
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// Every TCP connection the pool opened to the database has Nagle's algorithm off.
+    #[tokio::test]
+    async fn postgres_connections_have_nodelay() {
+        let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!("TEST_DATABASE_URL is not set: skipped");
+            return;
+        };
+        let db = Db::connect(&url, 3).await.expect("connect");
+        let port = PgConnectOptions::from_str(&url).unwrap().get_port();
+        // Hold three connections at once so that three sockets exist.
+        let Db::Postgres(p) = &db else { unreachable!() };
+        let conns = futures::future::join_all((0..3).map(|_| p.acquire())).await;
+        assert!(conns.iter().all(|c| c.is_ok()));
+        let mut seen = 0;
+        for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+            let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            if !std::fs::read_link(entry.path())
+                .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+            {
+                continue;
+            }
+            // SAFETY: borrowed only for these calls, while the pool holds its connections open.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let sock = socket2::SockRef::from(&fd);
+            if sock
+                .peer_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .is_some_and(|a| a.port() == port)
+            {
+                seen += 1;
+                assert!(sock.tcp_nodelay().unwrap(), "a connection without TCP_NODELAY");
+            }
+        }
+        assert!(seen >= 3, "found {seen} connections");
     }
 }

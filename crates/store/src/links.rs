@@ -10,7 +10,7 @@ use pinglayer_domain::{
 };
 use std::collections::{HashMap, HashSet};
 
-use crate::{Db, Result, StoreError, on_db, on_tx};
+use crate::{Db, Result, StoreError, Tx, on_db, on_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Link {
@@ -98,7 +98,7 @@ pub struct PersonalCode {
 /// A click, parsed, ready to be recorded.
 #[derive(Debug, Clone)]
 pub struct NewClick {
-    pub target: Target,
+    pub target: std::sync::Arc<Target>,
     pub code: String,
     pub at: DateTime<Utc>,
     pub ip: Option<String>,
@@ -376,35 +376,7 @@ impl Db {
                 (c, unique)
             })
             .collect();
-        for chunk in rows.chunks(500) {
-            on_tx!(&mut tx, c => {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "insert into link_clicks (tenant_id, id, link_id, at, code, contact_id, campaign_id, run_id, message_id,
-                        ip, user_agent, referrer, device, browser, os, country, is_bot, is_unique) ",
-                );
-                qb.push_values(chunk, |mut b, (k, unique)| {
-                    b.push_bind(k.target.tenant_id)
-                        .push_bind(uuid::Uuid::now_v7())
-                        .push_bind(k.target.link_id)
-                        .push_bind(k.at)
-                        .push_bind(k.code.clone())
-                        .push_bind(k.target.contact_id)
-                        .push_bind(k.target.campaign_id)
-                        .push_bind(k.target.run_id)
-                        .push_bind(k.target.message_id)
-                        .push_bind(k.ip.clone())
-                        .push_bind(k.user_agent.clone())
-                        .push_bind(k.referrer.clone())
-                        .push_bind(k.device.clone())
-                        .push_bind(k.browser.clone())
-                        .push_bind(k.os.clone())
-                        .push_bind(k.country.clone())
-                        .push_bind(k.bot)
-                        .push_bind(*unique);
-                });
-                qb.build().execute(&mut *c).await.map(|r| r.rows_affected())
-            })?;
-        }
+        insert_clicks(&mut tx, &rows).await?;
         // Counters, summed in memory first: a handful of rows per batch.
         type Tally = (i64, i64, i64);
         let mut per_link: HashMap<(TenantId, LinkId), Tally> = HashMap::new();
@@ -535,6 +507,76 @@ impl Db {
         .await)?;
         Ok(row.unwrap_or((0, 0)))
     }
+}
+
+/// The click rows: on PostgreSQL the whole batch as one array per column (one statement,
+/// planned once, whatever the batch size); on SQLite a VALUES list per chunk.
+async fn insert_clicks(tx: &mut Tx, rows: &[(&NewClick, bool)]) -> Result<()> {
+    const INSERT: &str = "insert into link_clicks (tenant_id, id, link_id, at, code, contact_id, campaign_id, run_id,
+        message_id, ip, user_agent, referrer, device, browser, os, country, is_bot, is_unique) ";
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|_| uuid::Uuid::now_v7()).collect();
+    match tx {
+        Tx::Postgres(t) => {
+            let col = |f: fn(&NewClick) -> Option<uuid::Uuid>| {
+                rows.iter().map(|(k, _)| f(k)).collect::<Vec<_>>()
+            };
+            let text = |f: fn(&NewClick) -> Option<&str>| {
+                rows.iter().map(|(k, _)| f(k)).collect::<Vec<_>>()
+            };
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{INSERT} select * from unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[], $5::text[],
+                    $6::uuid[], $7::uuid[], $8::uuid[], $9::uuid[], $10::text[], $11::text[], $12::text[], $13::text[],
+                    $14::text[], $15::text[], $16::text[], $17::bool[], $18::bool[])"
+            )))
+            .bind(rows.iter().map(|(k, _)| k.target.tenant_id.0).collect::<Vec<_>>())
+            .bind(&ids)
+            .bind(rows.iter().map(|(k, _)| k.target.link_id.0).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(k, _)| k.at).collect::<Vec<_>>())
+            .bind(text(|k| Some(k.code.as_str())))
+            .bind(col(|k| k.target.contact_id.map(|x| x.0)))
+            .bind(col(|k| k.target.campaign_id.map(|x| x.0)))
+            .bind(col(|k| k.target.run_id.map(|x| x.0)))
+            .bind(col(|k| k.target.message_id.map(|x| x.0)))
+            .bind(text(|k| k.ip.as_deref()))
+            .bind(text(|k| Some(k.user_agent.as_str())))
+            .bind(text(|k| k.referrer.as_deref()))
+            .bind(text(|k| Some(k.device.as_str())))
+            .bind(text(|k| Some(k.browser.as_str())))
+            .bind(text(|k| Some(k.os.as_str())))
+            .bind(text(|k| k.country.as_deref()))
+            .bind(rows.iter().map(|(k, _)| k.bot).collect::<Vec<_>>())
+            .bind(rows.iter().map(|(_, u)| *u).collect::<Vec<_>>())
+            .execute(&mut **t)
+            .await?;
+        }
+        Tx::Sqlite(t) => {
+            for (chunk, ids) in rows.chunks(500).zip(ids.chunks(500)) {
+                let mut qb = sqlx::QueryBuilder::new(INSERT);
+                qb.push_values(chunk.iter().zip(ids), |mut b, ((k, unique), id)| {
+                    b.push_bind(k.target.tenant_id)
+                        .push_bind(*id)
+                        .push_bind(k.target.link_id)
+                        .push_bind(k.at)
+                        .push_bind(k.code.clone())
+                        .push_bind(k.target.contact_id)
+                        .push_bind(k.target.campaign_id)
+                        .push_bind(k.target.run_id)
+                        .push_bind(k.target.message_id)
+                        .push_bind(k.ip.clone())
+                        .push_bind(k.user_agent.clone())
+                        .push_bind(k.referrer.clone())
+                        .push_bind(k.device.clone())
+                        .push_bind(k.browser.clone())
+                        .push_bind(k.os.clone())
+                        .push_bind(k.country.clone())
+                        .push_bind(k.bot)
+                        .push_bind(*unique);
+                });
+                qb.build().execute(&mut **t).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn sorted<K: Ord, V>(m: HashMap<K, V>) -> Vec<(K, V)> {

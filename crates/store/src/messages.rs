@@ -609,7 +609,29 @@ impl Db {
     /// nothing), and tolerant (statuses for unknown messages are counted, not errors).
     /// A `failed` status whose error code is in `refundable` refunds the message's charge
     /// (once, however often the webhook is replayed).
+    ///
+    /// A transaction per 1,000 statuses: each holds its messages' row locks only briefly, so
+    /// the dispatcher recording acceptances of the same messages is not held up behind a
+    /// webhook burst.
     pub async fn apply_statuses(
+        &self,
+        updates: &[StatusUpdate],
+        refundable: &[i64],
+        now: DateTime<Utc>,
+    ) -> Result<Applied> {
+        const CHUNK: usize = 1000;
+        let mut applied = Applied::default();
+        for (i, chunk) in updates.chunks(CHUNK).enumerate() {
+            let a = self.apply_status_chunk(chunk, refundable, now).await?;
+            applied.moved.extend(a.moved);
+            applied
+                .unknown
+                .extend(a.unknown.into_iter().map(|u| u + i * CHUNK));
+        }
+        Ok(applied)
+    }
+
+    async fn apply_status_chunk(
         &self,
         updates: &[StatusUpdate],
         refundable: &[i64],

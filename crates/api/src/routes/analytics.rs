@@ -149,7 +149,7 @@ async fn dashboard_of(
 ) -> ApiResult<DashboardView> {
     let (from, to) = days(q.from, q.to, ctx.clock.now())?;
     let (start, end) = instants(from, to);
-    let rows = ctx.db.analytics_daily(tenant, from, to).await?;
+    let rows = ctx.db.analytics_daily(tenant, from, to, false).await?;
     let mut totals = Figures::default();
     let mut per_day: HashMap<NaiveDate, Figures> = HashMap::new();
     let mut per_cat: BTreeMap<String, Figures> = BTreeMap::new();
@@ -353,7 +353,10 @@ async fn messages_of(
             )
         }
         _ => {
-            let daily: Vec<DailyRow> = ctx.db.analytics_daily(tenant, from, to).await?;
+            let daily: Vec<DailyRow> = ctx
+                .db
+                .analytics_daily(tenant, from, to, group == "number")
+                .await?;
             match group {
                 "day" => {
                     let mut per: HashMap<NaiveDate, Figures> = HashMap::new();
@@ -412,8 +415,10 @@ async fn messages_of(
                 }
                 _ => {
                     let mut per: BTreeMap<uuid::Uuid, Figures> = BTreeMap::new();
-                    for r in daily.iter().filter(|r| r.number_id != NO_NUMBER) {
-                        per.entry(r.number_id).or_default().add(&r.metric, r.n);
+                    for r in &daily {
+                        if let Some(n) = r.number_id.filter(|n| *n != NO_NUMBER) {
+                            per.entry(n).or_default().add(&r.metric, r.n);
+                        }
                     }
                     let mut out = Vec::with_capacity(per.len());
                     for (id, f) in &per {

@@ -41,7 +41,7 @@ pub fn routes() -> OpenApiRouter<ApiContext> {
         .routes(routes!(export_link_stats))
 }
 
-/// The redirect, outside the versioned API (and its OpenAPI document).
+/// The redirect, outside the versioned API (and its OpenAPI document) and its layers.
 pub fn redirect_routes() -> axum::Router<ApiContext> {
     axum::Router::new().route("/s/{code}", axum::routing::get(redirect))
 }
@@ -550,22 +550,27 @@ async fn redirect(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
+    // Outside the API's layers: the route counts itself.
+    let counted = |status: &'static str, r: Response| {
+        metrics::counter!("link_redirects_total", "status" => status).increment(1);
+        r
+    };
     if !plausible_code(&code) {
-        return ApiError::NotFound.into_response();
+        return counted("404", ApiError::NotFound.into_response());
     }
     let found = match lookup(&ctx, &code).await {
         Ok(Some(c)) => c,
-        Ok(None) => return ApiError::NotFound.into_response(),
-        Err(e) => return e.into_response(),
+        Ok(None) => return counted("404", ApiError::NotFound.into_response()),
+        Err(e) => return counted("500", e.into_response()),
     };
     let t = &found.target;
     let now = ctx.clock.now();
     if t.deleted_at.is_some() || t.disabled || t.expires_at.is_some_and(|e| e <= now) {
-        return ApiError::Gone {
+        let gone = ApiError::Gone {
             code: "link_gone",
             message: "This link has expired or was disabled.".into(),
-        }
-        .into_response();
+        };
+        return counted("410", gone.into_response());
     }
     ctx.clicks.push(RawClick {
         target: t.clone(),
@@ -575,13 +580,13 @@ async fn redirect(
         user_agent: header_text(&headers, header::USER_AGENT, 512).unwrap_or_default(),
         referrer: header_text(&headers, header::REFERER, 512),
     });
-    (
+    let found = (
         StatusCode::FOUND,
         [
             (header::LOCATION, found.location.clone()),
             // Every click should reach us: no browser or proxy may answer a repeat.
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
-    )
-        .into_response()
+    );
+    counted("302", found.into_response())
 }

@@ -57,11 +57,13 @@ pub fn router(ctx: ApiContext) -> Router {
     let app = api
         .merge(health::routes())
         .merge(webhooks::routes())
-        .merge(links::redirect_routes())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|method: Method| async move {
             ApiError::MethodNotAllowed(format!("{method} is not allowed on this route."))
         });
     let app = app.merge(SwaggerUi::new("/docs").url("/openapi.json", spec));
-    middleware::wrap(app, &ctx).with_state(ctx)
+    // The smart-link redirect is the hot path: it skips the API's layers (see `middleware::lean`).
+    middleware::wrap(app, &ctx)
+        .merge(middleware::lean(links::redirect_routes()))
+        .with_state(ctx)
 }

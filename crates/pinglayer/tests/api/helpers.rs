@@ -268,6 +268,18 @@ impl TestApp {
         }
     }
 
+    /// Shuts the application down gracefully (as SIGTERM does) and waits until it has stopped:
+    /// requests finished, in-memory state flushed, the pool closed. `db` is closed after this;
+    /// reconnect with `db_url`.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.await.expect("the server stopped cleanly");
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -270,6 +270,24 @@ async fn redirects_count_and_expire(app: TestApp) {
 }
 both!(redirects_count_and_expire);
 
+/// Clicks queued in memory are written when the server shuts down gracefully.
+async fn clicks_survive_a_graceful_shutdown(mut app: TestApp) {
+    let owner = app.register("Jeweller", "o@jeweller.test").await;
+    let l = link(&app, &owner, json!({"url": "https://shop.example/sale"})).await;
+    let code = l["code"].as_str().unwrap().to_string();
+    for ua in [PHONE_UA, MAC_UA, PHONE_UA, WHATSAPP_PREVIEW] {
+        assert_eq!(click(&app, &code, ua).await.status, 302);
+    }
+    app.stop().await;
+    let db = pinglayer_store::Db::connect(&app.db_url, 1).await.unwrap();
+    let tenant: pinglayer_domain::TenantId = owner.tenant_id.parse().unwrap();
+    let id: pinglayer_domain::LinkId = l["id"].as_str().unwrap().parse().unwrap();
+    let got = db.link(tenant, id).await.unwrap();
+    assert_eq!((got.clicks, got.unique_clicks, got.bot_clicks), (3, 2, 1));
+    db.close().await;
+}
+both!(clicks_survive_a_graceful_shutdown);
+
 async fn contact(app: &TestApp, owner: &Registered, body: Value) -> String {
     let r = app.post("/api/v1/contacts", Some(&owner.token), body).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
