@@ -266,7 +266,11 @@ pub(crate) fn nodelay_to(port: u16) {
             return;
         };
         for entry in dir.flatten() {
-            let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
                 continue;
             };
             // Only sockets; the descriptor may close meanwhile, which makes the calls below fail.
@@ -294,7 +298,6 @@ pub(crate) fn nodelay_to(port: u16) {
     let _ = port;
 }
 
-
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
@@ -314,7 +317,11 @@ mod tests {
         assert!(conns.iter().all(|c| c.is_ok()));
         let mut seen = 0;
         for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-            let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
                 continue;
             };
             if !std::fs::read_link(entry.path())
@@ -332,7 +339,10 @@ mod tests {
                 .is_some_and(|a| a.port() == port)
             {
                 seen += 1;
-                assert!(sock.tcp_nodelay().unwrap(), "a connection without TCP_NODELAY");
+                assert!(
+                    sock.tcp_nodelay().unwrap(),
+                    "a connection without TCP_NODELAY"
+                );
             }
         }
         assert!(seen >= 3, "found {seen} connections");

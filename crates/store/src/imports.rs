@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use std::collections::HashMap;
 
-use crate::{Db, Result, Tx, on_db, on_tx};
+use crate::{Db, Result, Tx, on_db};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Import {
@@ -236,32 +236,61 @@ impl Db {
             now,
         )
         .await?;
-        for r in &old {
-            let (_, deleted) = existing[&r.phone];
-            if !update && !deleted {
-                out.skipped += 1;
-                continue;
+        // Restoring a hidden contact always takes the file's data; `update` fills in the
+        // columns the file has and replaces the attributes. One statement per batch.
+        let upd: Vec<&ImportRow> = old
+            .iter()
+            .copied()
+            .filter(|r| update || existing[&r.phone].1)
+            .collect();
+        out.skipped += (old.len() - upd.len()) as i64;
+        out.updated += upd.len() as i64;
+        const SET: &str = "name = coalesce(v.name, contacts.name), email = coalesce(v.email, contacts.email),
+            language = coalesce(v.language, contacts.language), birthday = coalesce(v.birthday, contacts.birthday),
+            deleted_at = null";
+        match &mut tx {
+            Tx::Postgres(t) if !upd.is_empty() => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "update contacts set {SET}, attributes = v.attributes::jsonb, updated_at = $8
+                     from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+                       as v (phone, name, email, language, birthday, attributes)
+                     where contacts.tenant_id = $1 and contacts.phone = v.phone"
+                )))
+                .bind(tenant)
+                .bind(upd.iter().map(|r| r.phone.clone()).collect::<Vec<_>>())
+                .bind(upd.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
+                .bind(upd.iter().map(|r| r.email.clone()).collect::<Vec<_>>())
+                .bind(upd.iter().map(|r| r.language.clone()).collect::<Vec<_>>())
+                .bind(upd.iter().map(|r| r.birthday.clone()).collect::<Vec<_>>())
+                .bind(upd.iter().map(|r| Value::Object(r.attributes.clone()).to_string()).collect::<Vec<_>>())
+                .bind(now)
+                .execute(&mut **t)
+                .await?;
             }
-            // Restoring a hidden contact always takes the file's data; `update` fills in the
-            // columns the file has and merges attributes.
-            on_tx!(&mut tx, c => sqlx::query(
-                "update contacts set name = coalesce($3, name), email = coalesce($4, email),
-                    language = coalesce($5, language), birthday = coalesce($6, birthday),
-                    attributes = $7, deleted_at = null, updated_at = $8
-                 where tenant_id = $1 and phone = $2",
-            )
-            .bind(tenant)
-            .bind(&r.phone)
-            .bind(&r.name)
-            .bind(&r.email)
-            .bind(&r.language)
-            .bind(&r.birthday)
-            .bind(Json(Value::Object(r.attributes.clone())))
-            .bind(now)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected()))?;
-            out.updated += 1;
+            Tx::Postgres(_) => {}
+            Tx::Sqlite(t) => {
+                for chunk in upd.chunks(5000 / 6) {
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "with v (phone, name, email, language, birthday, attributes) as (",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.phone.clone())
+                            .push_bind(r.name.clone())
+                            .push_bind(r.email.clone())
+                            .push_bind(r.language.clone())
+                            .push_bind(r.birthday.clone())
+                            .push_bind(Json(Value::Object(r.attributes.clone())));
+                    });
+                    qb.push(") update contacts set ")
+                        .push(SET)
+                        .push(", attributes = v.attributes, updated_at = ")
+                        .push_bind(now)
+                        .push(" from v where contacts.tenant_id = ")
+                        .push_bind(tenant)
+                        .push(" and contacts.phone = v.phone");
+                    qb.build().execute(&mut **t).await?;
+                }
+            }
         }
         // Tags for every row not skipped.
         let ids = phones_in(&mut tx, tenant, rows).await?;

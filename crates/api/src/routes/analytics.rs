@@ -84,6 +84,8 @@ pub struct DayFigures {
     pub day: NaiveDate,
     #[serde(flatten)]
     pub figures: Figures,
+    /// Messages sent that day per category (`marketing`, `utility`, …; only those with any).
+    pub sent_by_category: BTreeMap<String, i64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -153,9 +155,17 @@ async fn dashboard_of(
     let mut totals = Figures::default();
     let mut per_day: HashMap<NaiveDate, Figures> = HashMap::new();
     let mut per_cat: BTreeMap<String, Figures> = BTreeMap::new();
+    let mut per_day_cat: HashMap<NaiveDate, BTreeMap<String, i64>> = HashMap::new();
     for r in &rows {
         totals.add(&r.metric, r.n);
         per_day.entry(r.day).or_default().add(&r.metric, r.n);
+        if r.metric == SENT {
+            *per_day_cat
+                .entry(r.day)
+                .or_default()
+                .entry(category_name(&r.category))
+                .or_default() += r.n;
+        }
         if matches!(r.metric.as_str(), SENT | DELIVERED | READ | FAILED) {
             per_cat
                 .entry(category_name(&r.category))
@@ -175,6 +185,7 @@ async fn dashboard_of(
             .map(|day| DayFigures {
                 day,
                 figures: per_day.remove(&day).unwrap_or_default(),
+                sent_by_category: per_day_cat.remove(&day).unwrap_or_default(),
             })
             .collect(),
         by_category: per_cat

@@ -4,7 +4,7 @@
 
 use axum::{
     extract::{ConnectInfo, Path, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -183,7 +183,10 @@ async fn create_link(
     let url = destination(&req.url)?;
     let campaign = campaign_param(req.campaign_id.as_deref())?;
     if let Some(c) = campaign
-        && ctx.db.campaign(tenant, c).await.is_err()
+        && matches!(
+            ctx.db.campaign(tenant, c).await,
+            Err(pinglayer_store::StoreError::NotFound)
+        )
     {
         return Err(ApiError::field("campaign_id", "no such campaign"));
     }
@@ -548,6 +551,7 @@ async fn redirect(
     State(ctx): State<ApiContext>,
     Path(code): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
     // Outside the API's layers: the route counts itself.
@@ -572,14 +576,17 @@ async fn redirect(
         };
         return counted("410", gone.into_response());
     }
-    ctx.clicks.push(RawClick {
-        target: t.clone(),
-        code,
-        at: now,
-        ip: Some(peer.ip()),
-        user_agent: header_text(&headers, header::USER_AGENT, 512).unwrap_or_default(),
-        referrer: header_text(&headers, header::REFERER, 512),
-    });
+    // A HEAD asks about the link without following it: nobody clicked.
+    if method != Method::HEAD {
+        ctx.clicks.push(RawClick {
+            target: t.clone(),
+            code,
+            at: now,
+            ip: Some(peer.ip()),
+            user_agent: header_text(&headers, header::USER_AGENT, 512).unwrap_or_default(),
+            referrer: header_text(&headers, header::REFERER, 512),
+        });
+    }
     let found = (
         StatusCode::FOUND,
         [

@@ -113,6 +113,7 @@ async fn dashboard_matches_the_fixture(app: TestApp) {
     assert_eq!(last["day"], today.as_str());
     assert_eq!(last["sent"], 2);
     assert_eq!(last["contacts_created"], 4);
+    assert_eq!(last["sent_by_category"], json!({"utility": 2}));
     assert!(
         series[..29]
             .iter()

@@ -201,12 +201,11 @@ async fn top_ups_are_applied_once_and_checked(app: TestApp) {
         .get("/api/v1/billing/ledger?type=adjustment", &owner.token)
         .await;
     assert_eq!(r.body["data"].as_array().unwrap().len(), 1);
-    assert_eq!(
+    assert!(
         r.body["data"][0]["actor"]
             .as_str()
             .unwrap()
-            .starts_with("user:"),
-        true
+            .starts_with("user:")
     );
     assert_eq!(
         app.get("/api/v1/billing/ledger?type=gift", &owner.token)

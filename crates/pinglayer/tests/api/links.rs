@@ -78,6 +78,17 @@ async fn redirects_count_and_expire(app: TestApp) {
     assert_eq!(click(&app, &code, MAC_UA).await.status, 302);
     assert_eq!(click(&app, &code, WHATSAPP_PREVIEW).await.status, 302);
     assert_eq!(click(&app, &code, FACEBOOK_PREVIEW).await.status, 302);
+    // A HEAD request is answered but is nobody's click.
+    let head = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .head(app.url(&format!("/s/{code}")))
+        .header("user-agent", MAC_UA)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 302);
     app.ctx.flush_clicks().await;
 
     let got = app.get(&format!("/api/v1/links/{id}"), &owner.token).await;
