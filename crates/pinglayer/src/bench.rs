@@ -260,7 +260,64 @@ pub async fn sandbox(numbers: u32, seconds: u64, concurrency: usize) -> anyhow::
     Ok(())
 }
 
-fn peak_rss_mb() -> f64 {
+/// Seeds `n` contacts (phones `+9197…`, names `Customer <n>`) with time-ordered ids, as the API
+/// and imports make them, all tagged `all`: set-based, on either backend.
+pub(crate) async fn seed_contacts(
+    db: &Db,
+    tenant: pinglayer_domain::TenantId,
+    n: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    // Time-ordered ids, as the API and imports make them (UUIDv7): id order is insertion order.
+    let base_ms = now.timestamp_millis() - n as i64;
+    let id_expr = match db.backend() {
+        pinglayer_store::Backend::Postgres => {
+            "(lpad(to_hex($4::bigint + g), 12, '0') || '7' || substr(replace(gen_random_uuid()::text, '-', ''), 14, 19))::uuid"
+        }
+        pinglayer_store::Backend::Sqlite => {
+            "unhex(printf('%012x', $4 + g) || '7' || substr(hex(randomblob(2)), 2, 3) || '8' || substr(hex(randomblob(8)), 2, 15))"
+        }
+    };
+    let series = match db.backend() {
+        pinglayer_store::Backend::Postgres => "select g from generate_series(1, $3) as g",
+        pinglayer_store::Backend::Sqlite => {
+            "with recursive s(g) as (select 1 union all select g + 1 from s where g < $3) select g from s"
+        }
+    };
+    let sql = format!(
+        "insert into contacts (tenant_id, id, phone, name, attributes, created_at, updated_at)
+         select $1, {id_expr}, '+9197' || substr('00000000' || g, -8, 8), 'Customer ' || g, '{{}}', $2, $2 from ({series}) as x"
+    )
+    .replace("substr('00000000' || g, -8, 8)", "substr('00000000' || cast(g as text), length('00000000' || cast(g as text)) - 7, 8)");
+    on_db!(db, p => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(tenant).bind(now).bind(n as i64).bind(base_ms).execute(p).await.map(|r| r.rows_affected()))?;
+    on_db!(db, p => sqlx::query(
+        "insert into contact_tags (tenant_id, contact_id, tag, created_at) select tenant_id, id, 'all', $2 from contacts where tenant_id = $1")
+        .bind(tenant).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// A CSV of `rows` contacts (`phone,name,email,language,city,tags`) in the temp directory.
+pub(crate) fn contacts_csv(rows: usize) -> anyhow::Result<std::path::PathBuf> {
+    use std::io::Write;
+    let path = std::env::temp_dir().join(format!("pinglayer-bench-{}.csv", uuid::Uuid::now_v7()));
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        writeln!(f, "phone,name,email,language,city,tags")?;
+        for i in 0..rows {
+            writeln!(
+                f,
+                "+9198{:08},Customer {i},c{i}@example.com,{},City {},{}",
+                i,
+                ["en", "hi", "ta"][i % 3],
+                i % 100,
+                ["vip", "new", "gold;vip"][i % 3]
+            )?;
+        }
+    }
+    Ok(path)
+}
+
+pub(crate) fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -277,7 +334,6 @@ fn peak_rss_mb() -> f64 {
 /// same file again with `update`.
 pub async fn import(database_url: &str, rows: usize) -> anyhow::Result<()> {
     use pinglayer_engine::imports::{Format, ImportOptions};
-    use std::io::Write;
     let db = Db::connect(database_url, 8).await.context("connecting")?;
     db.migrate().await?;
     let now = pinglayer_domain::Clock::now(&SystemClock);
@@ -285,21 +341,7 @@ pub async fn import(database_url: &str, rows: usize) -> anyhow::Result<()> {
     let tenant =
         tenants::create_in(&mut tx, "Import bench", TenantStatus::Active, false, now).await?;
     tx.commit().await?;
-    let path = std::env::temp_dir().join(format!("pinglayer-bench-{}.csv", uuid::Uuid::now_v7()));
-    {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
-        writeln!(f, "phone,name,email,language,city,tags")?;
-        for i in 0..rows {
-            writeln!(
-                f,
-                "+9198{:08},Customer {i},c{i}@example.com,{},City {},{}",
-                i,
-                ["en", "hi", "ta"][i % 3],
-                i % 100,
-                ["vip", "new", "gold;vip"][i % 3]
-            )?;
-        }
-    }
+    let path = contacts_csv(rows)?;
     let size = std::fs::metadata(&path)?.len();
     println!(
         "backend: {:?}; {rows} rows, {:.1} MB CSV",
@@ -446,31 +488,7 @@ pub async fn campaign(
 
     // Contacts: everyone tagged `all`; the first `messages` also `lane<k>`, k = number.
     let seeded = Instant::now();
-    // Time-ordered ids, as the API and imports make them (UUIDv7): id order is insertion order.
-    let base_ms = now.timestamp_millis() - contacts.max(messages) as i64;
-    let id_expr = match db.backend() {
-        pinglayer_store::Backend::Postgres => {
-            "(lpad(to_hex($4::bigint + g), 12, '0') || '7' || substr(replace(gen_random_uuid()::text, '-', ''), 14, 19))::uuid"
-        }
-        pinglayer_store::Backend::Sqlite => {
-            "unhex(printf('%012x', $4 + g) || '7' || substr(hex(randomblob(2)), 2, 3) || '8' || substr(hex(randomblob(8)), 2, 15))"
-        }
-    };
-    let series = match db.backend() {
-        pinglayer_store::Backend::Postgres => "select g from generate_series(1, $3) as g",
-        pinglayer_store::Backend::Sqlite => {
-            "with recursive s(g) as (select 1 union all select g + 1 from s where g < $3) select g from s"
-        }
-    };
-    let sql = format!(
-        "insert into contacts (tenant_id, id, phone, name, attributes, created_at, updated_at)
-         select $1, {id_expr}, '+9197' || substr('00000000' || g, -8, 8), 'Customer ' || g, '{{}}', $2, $2 from ({series}) as x"
-    )
-    .replace("substr('00000000' || g, -8, 8)", "substr('00000000' || cast(g as text), length('00000000' || cast(g as text)) - 7, 8)");
-    on_db!(&db, p => sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(tenant.id).bind(now).bind(contacts.max(messages) as i64).bind(base_ms).execute(p).await.map(|r| r.rows_affected()))?;
-    on_db!(&db, p => sqlx::query(
-        "insert into contact_tags (tenant_id, contact_id, tag, created_at) select tenant_id, id, 'all', $2 from contacts where tenant_id = $1")
-        .bind(tenant.id).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+    seed_contacts(&db, tenant.id, contacts.max(messages), now).await?;
     on_db!(&db, p => sqlx::query(
         "insert into contact_tags (tenant_id, contact_id, tag, created_at)
          select tenant_id, id, 'lane' || cast(cast(substr(phone, 6) as integer) % $3 as text), $2 from contacts

@@ -20,16 +20,18 @@ const BROWSER: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.
 
 /// What one load run measured.
 #[derive(Debug, Clone, Copy)]
-struct Load {
-    requests: u64,
-    per_second: f64,
-    p50: Duration,
-    p99: Duration,
+pub(crate) struct Load {
+    pub(crate) requests: u64,
+    pub(crate) per_second: f64,
+    pub(crate) p50: Duration,
+    pub(crate) p99: Duration,
 }
 
 /// The application on a random port, without background workers (the API's upkeep, which
 /// writes clicks, runs as in `serve`).
-async fn start_app(db: &Db) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+pub(crate) async fn start_app(
+    db: &Db,
+) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
     let mut settings = pinglayer_api::Settings::for_tests(std::env::temp_dir());
     settings.rate_limit_per_second = 0;
     let client = pinglayer_whatsapp::Client::new(Default::default())?;
@@ -54,12 +56,24 @@ async fn start_app(db: &Db) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot:
 /// `wrk` with a browser's user agent; its requests/s, latency percentiles and request count.
 /// With `pause_ms`, each connection waits that long between requests (a wrk Lua `delay()`),
 /// which caps the offered load near `connections × 1000 / pause_ms` per second.
-fn wrk(
+pub(crate) fn wrk(
     url: &str,
     seconds: u64,
     connections: usize,
     threads: usize,
     pause_ms: Option<u32>,
+) -> anyhow::Result<Load> {
+    wrk_with(url, seconds, connections, threads, pause_ms, &[])
+}
+
+/// [`wrk`] with extra request headers (`"Name: value"`).
+pub(crate) fn wrk_with(
+    url: &str,
+    seconds: u64,
+    connections: usize,
+    threads: usize,
+    pause_ms: Option<u32>,
+    headers: &[String],
 ) -> anyhow::Result<Load> {
     let mut args = vec![
         format!("-t{threads}"),
@@ -69,6 +83,9 @@ fn wrk(
         "-H".into(),
         format!("User-Agent: {BROWSER}"),
     ];
+    for h in headers {
+        args.extend(["-H".into(), h.clone()]);
+    }
     let script = std::env::temp_dir().join(format!("pinglayer-pace-{}.lua", std::process::id()));
     if let Some(ms) = pause_ms {
         std::fs::write(&script, format!("function delay()\n  return {ms}\nend\n"))?;

@@ -106,6 +106,22 @@ pub enum BenchCommand {
         #[arg(long)]
         billing: bool,
     },
+    /// Listing contacts (a page of 50 filtered by a tag) with wrk, optionally while an import
+    /// runs beside it.
+    Contacts {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        contacts: usize,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Rows imported into another tenant while the list is loaded at a set pace (0: skip).
+        #[arg(long, default_value_t = 0)]
+        import_rows: usize,
+    },
     /// Smart-link redirects with click recording, against a bare axum redirect in the same run;
     /// checks every redirect became a recorded click.
     Redirect {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod bench_contacts;
 pub mod bench_links;
 pub mod cli;
 pub mod config;

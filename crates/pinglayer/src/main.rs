@@ -92,6 +92,22 @@ async fn main() -> anyhow::Result<()> {
                     seconds,
                     concurrency,
                 } => pinglayer::bench::sandbox(numbers, seconds, concurrency).await,
+                BenchCommand::Contacts {
+                    database_url,
+                    contacts,
+                    seconds,
+                    connections,
+                    import_rows,
+                } => {
+                    pinglayer::bench_contacts::contacts(
+                        &database_url,
+                        contacts,
+                        seconds,
+                        connections,
+                        import_rows,
+                    )
+                    .await
+                }
                 BenchCommand::Redirect {
                     database_url,
                     seconds,

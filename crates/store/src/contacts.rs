@@ -246,8 +246,14 @@ impl Db {
             for id in ids {
                 sep.push_bind(*id);
             }
-            qb.push(") order by tag");
+            // No `order by tag` here: it makes SQLite walk the tenant's whole tag index to
+            // avoid a sort. Sorted below instead.
+            qb.push(")");
             qb.build_query_as().fetch_all(p).await
+        })
+        .map(|mut rows: Vec<(ContactId, String)>| {
+            rows.sort_by(|a, b| a.1.cmp(&b.1));
+            rows
         })
         .map_err(Into::into)
     }
