@@ -9,11 +9,14 @@
 //! the step costs one small query per batch.
 
 use pinglayer_domain::{
-    CampaignId, MessageId, TenantId,
+    MessageId,
     billing::{Category, PriceList},
     campaign::CampaignAction,
 };
-use pinglayer_store::billing::{Charge, Refusal};
+use pinglayer_store::{
+    billing::{Charge, Refusal},
+    messages::Claimed,
+};
 use std::collections::{HashMap, HashSet};
 
 use crate::Engine;
@@ -31,21 +34,12 @@ pub const DEFAULT_REFUNDABLE: &[i64] = &[
     131053, // media upload error
 ];
 
-/// What a message to charge needs to be priced.
-pub(crate) struct ToPay {
-    pub tenant_id: TenantId,
-    pub id: MessageId,
-    pub campaign_id: Option<CampaignId>,
-    pub category: Option<String>,
-    pub to_phone: String,
-}
-
 impl Engine {
     /// Pays for what may be paid for; returns the messages that may not be sent, and why.
     /// Campaigns that ran dry are paused here; the caller holds their messages.
     pub(crate) async fn pay(
         &self,
-        items: Vec<ToPay>,
+        items: &[&Claimed],
     ) -> anyhow::Result<HashMap<MessageId, Refusal>> {
         if items.is_empty() {
             return Ok(HashMap::new());
@@ -87,7 +81,7 @@ impl Engine {
             .collect();
         let charged = self.db.charge_batch(&charges, &monthly, now).await?;
         let mut paused = HashSet::new();
-        for i in &items {
+        for i in items {
             let (Some(why), Some(campaign)) = (charged.refused.get(&i.id), i.campaign_id) else {
                 continue;
             };

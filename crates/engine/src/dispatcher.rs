@@ -38,7 +38,7 @@ use std::{
 };
 use tokio::sync::watch;
 
-use crate::{Engine, billing::ToPay};
+use crate::Engine;
 use pinglayer_store::billing::Refusal;
 
 /// A sending number as the dispatcher needs it: Meta's id, the decrypted token, its pace.
@@ -194,18 +194,12 @@ impl Engine {
     /// balance or the month's allowance cannot cover and holds campaign ones (their campaign
     /// pauses itself).
     async fn paid(&self, ready: Vec<Ready>) -> anyhow::Result<Vec<Ready>> {
-        let to_pay: Vec<ToPay> = ready
+        let to_pay: Vec<&Claimed> = ready
             .iter()
             .filter(|r| r.m.charge.is_none())
-            .map(|r| ToPay {
-                tenant_id: r.m.tenant_id,
-                id: r.m.id,
-                campaign_id: r.m.campaign_id,
-                category: r.m.category.clone(),
-                to_phone: r.m.to_phone.clone(),
-            })
+            .map(|r| &r.m)
             .collect();
-        let refused = self.pay(to_pay).await?;
+        let refused = self.pay(&to_pay).await?;
         if refused.is_empty() {
             return Ok(ready);
         }

@@ -229,7 +229,7 @@ impl Db {
         now: DateTime<Utc>,
     ) -> Result<Wallet> {
         let mut tx = self.begin().await?;
-        lock_wallet(&mut tx, tenant, now).await?;
+        let w = lock_wallet(&mut tx, tenant, now).await?;
         on_tx!(&mut tx, c => sqlx::query(
             "update wallets set low_balance_threshold = $2, updated_at = $3 where tenant_id = $1",
         )
@@ -238,9 +238,11 @@ impl Db {
         .bind(now)
         .execute(c)
         .await.map(|r| r.rows_affected()))?;
-        let w = lock_wallet(&mut tx, tenant, now).await?;
         tx.commit().await?;
-        Ok(w)
+        Ok(Wallet {
+            low_balance_threshold: threshold,
+            ..w
+        })
     }
 
     /// A credit (top-up) or an adjustment, applied once per idempotency key.
@@ -512,22 +514,17 @@ impl Db {
         .bind(to)
         .fetch_all(p)
         .await)?;
-        let charged: Vec<(String, i64)> = on_db!(self, p => sqlx::query_as(
-            "select category, messages from usage_counters where tenant_id = $1 and period = $2 order by category",
+        // Kept as messages are charged and refunded, in the month it happened: the same as the
+        // ledger's debits less refunds in the period, without reading the ledger.
+        let counters: Vec<(String, i64, i64)> = on_db!(self, p => sqlx::query_as(
+            "select category, messages, spend from usage_counters where tenant_id = $1 and period = $2 order by category",
         )
         .bind(tenant)
         .bind(period)
         .fetch_all(p)
         .await)?;
-        let spend: i64 = on_db!(self, p => sqlx::query_scalar(
-            "select cast(coalesce(-sum(amount), 0) as bigint) from ledger_entries
-             where tenant_id = $1 and kind in ('debit', 'refund') and created_at >= $2 and created_at < $3",
-        )
-        .bind(tenant)
-        .bind(from)
-        .bind(to)
-        .fetch_one(p)
-        .await)?;
+        let spend = counters.iter().map(|(_, _, s)| s).sum();
+        let charged = counters.into_iter().map(|(c, m, _)| (c, m)).collect();
         Ok(Usage {
             messages,
             charged,
@@ -674,77 +671,93 @@ impl Db {
 
 /// Gives back what these messages were charged, once each (`refunded_at` guards it): a refund
 /// entry per message. `unsent`: they never left (the month's allowance is given back too).
+/// Per tenant and 500 messages: one statement marks them, one writes their entries.
 pub(crate) async fn refund_in(
     tx: &mut Tx,
     keys: &[(TenantId, MessageId)],
     unsent: bool,
     now: DateTime<Utc>,
-) -> Result<Money> {
-    let mut total = Money::ZERO;
+) -> Result<()> {
     let period = period_of(now);
-    // Per tenant: (message, what it was charged, its category).
-    type Refunds = Vec<(MessageId, i64, String)>;
-    let mut per_tenant: Vec<(TenantId, Refunds)> = Vec::new();
+    let mut by_tenant: Vec<(TenantId, Vec<MessageId>)> = Vec::new();
     for (tenant, id) in keys {
-        let row: Option<(i64, Option<String>, Option<CampaignId>)> = on_tx!(&mut *tx, c => sqlx::query_as(
-            "update messages set refunded_at = $3 where tenant_id = $1 and id = $2
-               and charge > 0 and refunded_at is null
-             returning charge, category, campaign_id",
-        )
-        .bind(*tenant)
-        .bind(*id)
-        .bind(now)
-        .fetch_optional(c)
-        .await)?;
-        if let Some((charge, cat, campaign)) = row {
-            if let Some(camp) = campaign {
-                bump_campaign_cost(tx, *tenant, camp, -charge).await?;
-            }
-            let cat = cat.unwrap_or_else(|| "service".into());
-            match per_tenant.iter_mut().find(|(t, _)| t == tenant) {
-                Some((_, v)) => v.push((*id, charge, cat)),
-                None => per_tenant.push((*tenant, vec![(*id, charge, cat)])),
-            }
+        match by_tenant.iter_mut().find(|(t, _)| t == tenant) {
+            Some((_, v)) => v.push(*id),
+            None => by_tenant.push((*tenant, vec![*id])),
         }
     }
-    per_tenant.sort_by_key(|(t, _)| *t);
-    for (tenant, items) in per_tenant {
-        let w = lock_wallet(tx, tenant, now).await?;
-        let mut before = w.balance;
-        for (id, charge, cat) in &items {
-            let rid = id.to_string();
-            insert_entry(
-                tx,
-                Entry {
-                    tenant_id: tenant,
-                    kind: EntryKind::Refund,
-                    amount: Money(*charge),
-                    before,
-                    reference_type: Some("message"),
-                    reference_id: Some(&rid),
-                    quantity: 1,
-                    actor: "system",
-                    note: None,
-                    idempotency: None,
-                },
-                now,
-            )
-            .await?;
-            before = before + Money(*charge);
-            total = total + Money(*charge);
-            bump_usage(
-                tx,
-                tenant,
-                &period,
-                cat,
-                if unsent { -1 } else { 0 },
-                -charge,
-            )
-            .await?;
+    by_tenant.sort_by_key(|(t, _)| *t);
+    type Refunded = (MessageId, i64, Option<String>, Option<CampaignId>);
+    for (tenant, ids) in by_tenant {
+        for chunk in ids.chunks(500) {
+            let rows: Vec<Refunded> = on_tx!(&mut *tx, c => {
+                let mut qb = sqlx::QueryBuilder::new("update messages set refunded_at = ");
+                qb.push_bind(now)
+                    .push(" where tenant_id = ")
+                    .push_bind(tenant)
+                    .push(" and charge > 0 and refunded_at is null and id in (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                qb.push(") returning id, charge, category, campaign_id");
+                qb.build_query_as().fetch_all(c).await
+            })?;
+            if rows.is_empty() {
+                continue;
+            }
+            let mut costs: HashMap<CampaignId, i64> = HashMap::new();
+            let mut usage: HashMap<String, (i64, i64)> = HashMap::new();
+            for (_, charge, cat, campaign) in &rows {
+                if let Some(c) = campaign {
+                    *costs.entry(*c).or_default() += charge;
+                }
+                let u = usage
+                    .entry(cat.clone().unwrap_or_else(|| "service".into()))
+                    .or_default();
+                u.0 += i64::from(unsent);
+                u.1 += charge;
+            }
+            for (campaign, by) in costs {
+                bump_campaign_cost(tx, tenant, campaign, -by).await?;
+            }
+            for (cat, (count, spend)) in usage {
+                bump_usage(tx, tenant, &period, &cat, -count, -spend).await?;
+            }
+            let w = lock_wallet(tx, tenant, now).await?;
+            let mut before = w.balance;
+            let entries: Vec<(Money, Money, String)> = rows
+                .iter()
+                .map(|(id, charge, _, _)| {
+                    let e = (before, Money(*charge), id.to_string());
+                    before = before + Money(*charge);
+                    e
+                })
+                .collect();
+            on_tx!(&mut *tx, c => {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "insert into ledger_entries (tenant_id, id, kind, amount, balance_before, balance_after,
+                        reference_type, reference_id, quantity, actor, created_at) ",
+                );
+                qb.push_values(&entries, |mut b, (before, amount, rid)| {
+                    b.push_bind(tenant)
+                        .push_bind(LedgerEntryId::new())
+                        .push_bind(EntryKind::Refund.as_str())
+                        .push_bind(amount.0)
+                        .push_bind(before.0)
+                        .push_bind((*before + *amount).0)
+                        .push_bind("message")
+                        .push_bind(rid.clone())
+                        .push_bind(1i64)
+                        .push_bind("system")
+                        .push_bind(now);
+                });
+                qb.build().execute(c).await.map(|r| r.rows_affected())
+            })?;
+            set_balance(tx, tenant, w, before, now).await?;
         }
-        set_balance(tx, tenant, w, before, now).await?;
     }
-    Ok(total)
+    Ok(())
 }
 
 /// Creates the wallet if need be and locks it; returns it.

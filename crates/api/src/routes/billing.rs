@@ -583,10 +583,7 @@ async fn post(
     if kind == EntryKind::Adjustment && note.is_none() {
         return Err(ApiError::field("note", "say why the balance is adjusted"));
     }
-    match ctx.db.tenant(tenant).await {
-        Err(StoreError::NotFound) => return Err(ApiError::NotFound),
-        other => other?,
-    };
+    ctx.db.tenant(tenant).await?; // 404 for an unknown tenant
     let actor = actor(p);
     let posted = ctx
         .db
@@ -681,10 +678,7 @@ async fn tenant_balance(
     PathId(id): PathId<TenantId>,
     Query(q): Query<LedgerQuery>,
 ) -> ApiResult<axum::Json<TenantBillingView>> {
-    match ctx.db.tenant(id).await {
-        Err(StoreError::NotFound) => return Err(ApiError::NotFound),
-        other => other?,
-    };
+    ctx.db.tenant(id).await?; // 404 for an unknown tenant
     Ok(axum::Json(TenantBillingView {
         balance: balance_of(&ctx, id).await?,
         ledger: ledger_page(&ctx, id, &q).await?,
@@ -849,10 +843,7 @@ async fn assign_plan(
     PathId(id): PathId<TenantId>,
     Json(req): Json<AssignRequest>,
 ) -> ApiResult<axum::Json<CurrentPlanView>> {
-    match ctx.db.tenant(id).await {
-        Err(StoreError::NotFound) => return Err(ApiError::NotFound),
-        other => other?,
-    };
+    ctx.db.tenant(id).await?; // 404 for an unknown tenant
     let wanted = req
         .plan_id
         .as_deref()
