@@ -7,6 +7,7 @@
 //! [`middleware`] the cross-cutting layers (request ids, metrics, rate limits, headers).
 
 pub mod auth;
+pub mod contact_pages;
 pub mod error;
 pub mod export;
 pub mod extract;

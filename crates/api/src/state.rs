@@ -52,6 +52,8 @@ pub struct Inner {
     /// Smart-link clicks waiting to be written, and the redirect's lookups.
     pub clicks: pinglayer_engine::clicks::Clicks,
     pub link_cache: crate::routes::links::LinkCache,
+    /// Contact-list pages, served again while the tenant's contacts are unchanged.
+    pub contact_pages: crate::contact_pages::ContactPages,
 }
 
 /// A number's own app secret (or none), and when it was read.
@@ -109,6 +111,7 @@ impl ApiContext {
             number_secrets: Mutex::new(HashMap::new()),
             clicks: engine.clicks,
             link_cache: Default::default(),
+            contact_pages: Default::default(),
             db,
             settings,
             clock,
@@ -123,7 +126,7 @@ impl ApiContext {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-        let listener = self.db.auth_listener().await?;
+        let listener = self.db.change_listener().await?;
         let cache_ctx = self.clone();
         let listening = tokio::spawn(async move {
             let ctx = &cache_ctx;

@@ -360,6 +360,8 @@ impl Engine {
             }
         }
         tx.commit().await?;
+        // The contact was created, or its last inbound time or consent moved.
+        pinglayer_store::changes::contacts_changed(num.tenant_id);
         if confirmed {
             self.wake.dispatch.notify_one();
         }

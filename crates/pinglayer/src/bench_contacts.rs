@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::{
     bench::{contacts_csv, seed_contacts},
-    bench_links::{start_app, wrk_with},
+    bench_links::{start_app, wrk_lua, wrk_with},
 };
 
 pub async fn contacts(
@@ -71,6 +71,7 @@ pub async fn contacts(
         body["data"].as_array().map(Vec::len) == Some(50),
         "not a full page"
     );
+    let sample = body["data"][0]["id"].as_str().unwrap_or_default().to_string();
     let run = {
         let (url, headers) = (url.clone(), headers.clone());
         move |secs: u64, conns: usize, pause: Option<u32>| {
@@ -83,6 +84,23 @@ pub async fn contacts(
     println!(
         "list (tag, page of 50), wrk -t2 -c{connections}, {seconds} s: {:.0} requests/s, p50 {:.2?}, p99 {:.2?} ({} requests)",
         l.per_second, l.p50, l.p99, l.requests
+    );
+    // The same list with a query string that never repeats (an ignored `n`): every request
+    // misses the kept pages and runs the queries, as the first view after a change does.
+    let lua = format!(
+        "local counter = 0\nlocal me = tostring({{}}):sub(8)\nrequest = function()\n  counter = counter + 1\n  return wrk.format(nil, \"{}&n=\" .. me .. \"-\" .. counter)\nend\n",
+        url.trim_start_matches(&format!("http://{addr}"))
+    );
+    let miss = {
+        let (url, headers) = (url.clone(), headers.clone());
+        tokio::task::spawn_blocking(move || {
+            wrk_lua(&url, seconds, connections, 2, Some(&lua), &headers)
+        })
+        .await??
+    };
+    println!(
+        "list, every request a miss (queries run), wrk -t2 -c{connections}, {seconds} s: {:.0} requests/s, p50 {:.2?}, p99 {:.2?} ({} requests)",
+        miss.per_second, miss.p50, miss.p99, miss.requests
     );
     if import_rows > 0 {
         let mut tx = db.begin().await?;
@@ -107,16 +125,23 @@ pub async fn contacts(
             )
             .await
         });
-        // A steady, realistic load beside it: 8 connections, 5 ms apart (~1,600 requests/s).
+        // A steady, realistic load beside it: 8 connections, 5 ms apart (~1,600 requests/s),
+        // on the list, then on one contact (read from the database every time).
         let l = run(seconds, 8, Some(5)).await??;
+        let one = {
+            let url = format!("http://{addr}/api/v1/contacts/{sample}");
+            let headers = headers.clone();
+            tokio::task::spawn_blocking(move || wrk_with(&url, seconds, 8, 2, Some(5), &headers))
+                .await??
+        };
         let during = started.elapsed().as_secs_f64();
         importing.await?;
         let took = started.elapsed().as_secs_f64();
         let j = db.import(other.id, job.id).await?;
         let _ = std::fs::remove_file(&path);
         println!(
-            "while importing {import_rows} rows (the list ran during the first {during:.0} s of the import's {took:.0} s; import status {}): {:.0} requests/s, p50 {:.2?}, p99 {:.2?}",
-            j.status, l.per_second, l.p50, l.p99
+            "while importing {import_rows} rows (the loads ran during the first {during:.0} s of the import's {took:.0} s; import status {}): list {:.0} requests/s, p50 {:.2?}, p99 {:.2?}; one contact {:.0} requests/s, p50 {:.2?}, p99 {:.2?}",
+            j.status, l.per_second, l.p50, l.p99, one.per_second, one.p50, one.p99
         );
     }
     let _ = stop.send(());

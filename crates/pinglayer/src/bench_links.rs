@@ -75,6 +75,19 @@ pub(crate) fn wrk_with(
     pause_ms: Option<u32>,
     headers: &[String],
 ) -> anyhow::Result<Load> {
+    let lua = pause_ms.map(|ms| format!("function delay()\n  return {ms}\nend\n"));
+    wrk_lua(url, seconds, connections, threads, lua.as_deref(), headers)
+}
+
+/// [`wrk_with`] running a Lua script of wrk's (`delay()`, `request()`, …).
+pub(crate) fn wrk_lua(
+    url: &str,
+    seconds: u64,
+    connections: usize,
+    threads: usize,
+    lua: Option<&str>,
+    headers: &[String],
+) -> anyhow::Result<Load> {
     let mut args = vec![
         format!("-t{threads}"),
         format!("-c{connections}"),
@@ -86,9 +99,13 @@ pub(crate) fn wrk_with(
     for h in headers {
         args.extend(["-H".into(), h.clone()]);
     }
-    let script = std::env::temp_dir().join(format!("pinglayer-pace-{}.lua", std::process::id()));
-    if let Some(ms) = pause_ms {
-        std::fs::write(&script, format!("function delay()\n  return {ms}\nend\n"))?;
+    let script = std::env::temp_dir().join(format!(
+        "pinglayer-wrk-{}-{}.lua",
+        std::process::id(),
+        uuid::Uuid::now_v7()
+    ));
+    if let Some(lua) = lua {
+        std::fs::write(&script, lua)?;
         args.extend(["-s".into(), script.display().to_string()]);
     }
     args.push(url.to_string());

@@ -6,7 +6,7 @@ use pinglayer_domain::{ConsentEventId, ContactId, PhoneE164, TenantId, contact::
 use serde_json::Value;
 use sqlx::types::Json;
 
-use crate::{Db, Result, StoreError, Tx, on_db, on_tx};
+use crate::{Db, Result, StoreError, Tx, changes::contacts_changed as changed, on_db, on_tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Contact {
@@ -177,6 +177,7 @@ impl Db {
             set_consent_in(&mut tx, tenant, id, c, source, None, now).await?;
         }
         tx.commit().await?;
+        changed(tenant);
         self.contact(tenant, id).await
     }
 
@@ -298,6 +299,7 @@ impl Db {
             tags_in(&mut tx, tenant, id, tags, now).await?;
         }
         tx.commit().await?;
+        changed(tenant);
         self.contact(tenant, id).await
     }
 
@@ -311,7 +313,9 @@ impl Db {
         self.contact(tenant, id).await?;
         let mut tx = self.begin().await?;
         tags_in(&mut tx, tenant, id, tags, now).await?;
-        tx.commit().await
+        tx.commit().await?;
+        changed(tenant);
+        Ok(())
     }
 
     pub async fn remove_tag(&self, tenant: TenantId, id: ContactId, tag: &str) -> Result<()> {
@@ -323,6 +327,7 @@ impl Db {
             .execute(p)
             .await
             .map(|r| r.rows_affected()))?;
+        changed(tenant);
         Ok(())
     }
 
@@ -349,9 +354,10 @@ impl Db {
     ) -> Result<bool> {
         self.contact(tenant, id).await?;
         let mut tx = self.begin().await?;
-        let changed = set_consent_in(&mut tx, tenant, id, consent, source, note, now).await?;
+        let moved = set_consent_in(&mut tx, tenant, id, consent, source, note, now).await?;
         tx.commit().await?;
-        Ok(changed)
+        changed(tenant);
+        Ok(moved)
     }
 
     pub async fn consent_history(
@@ -388,6 +394,7 @@ impl Db {
         if n == 0 {
             return Err(StoreError::NotFound);
         }
+        changed(tenant);
         Ok(())
     }
 
@@ -428,7 +435,9 @@ impl Db {
         ] {
             on_tx!(&mut tx, c => sqlx::query(sql).bind(tenant).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        changed(tenant);
+        Ok(())
     }
 
     pub async fn contact_stats(&self, tenant: TenantId) -> Result<ContactStats> {

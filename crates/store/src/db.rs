@@ -219,32 +219,47 @@ impl Db {
         Ok(())
     }
 
-    /// Starts listening for auth changes announced by any process (PostgreSQL; on SQLite the
-    /// listener never fires). Listening has begun when this returns, so a process that awaits it
+    /// Starts listening for changes announced by other processes (PostgreSQL; on SQLite the
+    /// listener never fires): auth changes, and contact changes (sent by triggers, see
+    /// [`crate::changes`]). Listening has begun when this returns, so a process that awaits it
     /// before serving cannot miss a change made after it started serving.
-    pub async fn auth_listener(&self) -> Result<AuthListener> {
+    pub async fn change_listener(&self) -> Result<ChangeListener> {
         let Db::Postgres(pool) = self else {
-            return Ok(AuthListener(None));
+            return Ok(ChangeListener(None));
         };
         let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
-        listener.listen(AUTH_CHANNEL).await?;
-        Ok(AuthListener(Some(listener)))
+        listener
+            .listen_all([AUTH_CHANNEL, CONTACTS_CHANNEL])
+            .await?;
+        Ok(ChangeListener(Some(listener)))
     }
 }
 
-pub struct AuthListener(Option<sqlx::postgres::PgListener>);
+/// Sent by the triggers of migration 0010 with the tenant's id, when a transaction that
+/// changed its contacts or their tags commits.
+const CONTACTS_CHANNEL: &str = "pinglayer_contacts";
 
-impl AuthListener {
-    /// Calls `on(Some(tenant))` for each announced change, and `on(None)` when the connection
-    /// was lost and re-made (notices may have been missed: forget everything).
-    pub async fn run(self, on: impl Fn(Option<pinglayer_domain::TenantId>)) -> Result<()> {
+pub struct ChangeListener(Option<sqlx::postgres::PgListener>);
+
+impl ChangeListener {
+    /// Announces contact changes to [`crate::changes`], and calls `on_auth(Some(tenant))` for
+    /// each auth change. When the connection was lost and re-made (notices may have been
+    /// missed), everything is announced as changed and `on_auth(None)` called.
+    pub async fn run(self, on_auth: impl Fn(Option<pinglayer_domain::TenantId>)) -> Result<()> {
         let Some(mut listener) = self.0 else {
             return std::future::pending().await;
         };
         loop {
             match listener.try_recv().await? {
-                Some(n) => on(n.payload().parse().ok()),
-                None => on(None),
+                Some(n) if n.channel() == CONTACTS_CHANNEL => match n.payload().parse() {
+                    Ok(t) => crate::changes::contacts_changed(t),
+                    Err(_) => crate::changes::all_contacts_changed(),
+                },
+                Some(n) => on_auth(n.payload().parse().ok()),
+                None => {
+                    crate::changes::all_contacts_changed();
+                    on_auth(None);
+                }
             }
         }
     }

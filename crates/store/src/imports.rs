@@ -336,6 +336,7 @@ impl Db {
             }
         }
         tx.commit().await?;
+        crate::changes::contacts_changed(tenant);
         Ok(out)
     }
 }

@@ -13,6 +13,7 @@ pub mod analytics;
 pub mod api_keys;
 pub mod billing;
 pub mod campaigns;
+pub mod changes;
 pub mod contacts;
 mod db;
 pub mod housekeeping;
@@ -29,7 +30,7 @@ pub mod tenants;
 pub mod users;
 pub mod webhook_events;
 
-pub use db::{AuthListener, Backend, Db, Tx};
+pub use db::{Backend, ChangeListener, Db, Tx};
 
 /// What callers need to tell apart; everything else is `Other` and becomes a logged 500.
 #[derive(Debug, thiserror::Error)]

@@ -435,6 +435,7 @@ impl Db {
             })?;
         }
         tx.commit().await?;
+        crate::changes::contacts_changed(tenant);
         Ok(matched)
     }
 }

@@ -1,7 +1,11 @@
 //! Contacts: the tenant's customers — profile, attributes, tags, consent — with soft deletion,
 //! erasure on request, and a full export of what is held about one person.
 
-use axum::{extract::State, http::StatusCode};
+use axum::{
+    extract::{RawQuery, State},
+    http::StatusCode,
+    response::IntoResponse,
+};
 use chrono::{DateTime, Utc};
 use pinglayer_domain::segment::{Condition, Field, Filter};
 use pinglayer_domain::{
@@ -273,19 +277,48 @@ async fn list_filter(
 async fn list_contacts(
     State(ctx): State<ApiContext>,
     Auth(p, ..): Auth<perm::ContactsRead>,
+    RawQuery(raw): RawQuery,
     Query(q): Query<ContactQuery>,
-) -> ApiResult<axum::Json<Page<ContactView>>> {
+) -> ApiResult<axum::response::Response> {
     let page = pinglayer_domain::PageRequest::parse(q.limit, q.cursor.as_deref())?;
-    let filter = list_filter(&ctx, p.tenant.id, &q).await?;
+    let tenant = p.tenant.id;
+    // A segment's relative dates move with the clock: those lists are never kept.
+    let key = q.segment.is_none().then(|| raw.unwrap_or_default());
+    if let Some(body) = key
+        .as_deref()
+        .and_then(|k| ctx.contact_pages.get(tenant, k))
+    {
+        return Ok(json_body(body));
+    }
+    let generation = pinglayer_store::changes::contacts_generation(tenant);
+    let filter = list_filter(&ctx, tenant, &q).await?;
     let rows = ctx
         .db
-        .matching_contacts(p.tenant.id, &filter, &page, ctx.clock.now())
+        .matching_contacts(tenant, &filter, &page, ctx.clock.now())
         .await?;
     let (rows, next_cursor) = finish_page(rows, &page, |c| c.id.0);
-    Ok(axum::Json(Page {
-        data: views(&ctx, p.tenant.id, &rows).await?,
-        next_cursor,
-    }))
+    let body = axum::body::Bytes::from(
+        serde_json::to_vec(&Page {
+            data: views(&ctx, tenant, &rows).await?,
+            next_cursor,
+        })
+        .map_err(|e| ApiError::Internal(e.into()))?,
+    );
+    if let Some(k) = key {
+        ctx.contact_pages.put(tenant, &k, generation, body.clone());
+    }
+    Ok(json_body(body))
+}
+
+fn json_body(body: axum::body::Bytes) -> axum::response::Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// Add a contact. The phone is stored in E.164; one contact per phone.

@@ -453,6 +453,8 @@ pub(crate) async fn queue(
         category,
     } = checked;
     let mut tx = ctx.db.begin().await?;
+    // Sending to a phone creates its contact when new.
+    let upserted = matches!(to, Recipient::Phone(_));
     let (contact, phone) = match to {
         Recipient::Phone(p) => (
             inbox::upsert_contact_in(&mut tx, tenant, &p, Some(p.digits()), None, now).await?,
@@ -531,6 +533,9 @@ pub(crate) async fn queue(
     };
     inbox::touch_conversation_in(&mut tx, tenant, conv.id, m.id, &preview, now, None).await?;
     tx.commit().await?;
+    if upserted {
+        pinglayer_store::changes::contacts_changed(tenant);
+    }
     ctx.wake_dispatch.notify_one();
     Ok((m, true))
 }
