@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use pinglayer_domain::TenantId;
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -29,6 +29,9 @@ struct Entry {
 #[derive(Default)]
 pub struct ContactPages {
     inner: Mutex<Inner>,
+    /// One filler per page at a time: when a page expires under load, one request runs the
+    /// queries and the others wait for its answer instead of all querying at once.
+    turns: Mutex<HashMap<(TenantId, String), Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Default)]
@@ -47,6 +50,21 @@ impl ContactPages {
             .get(&(tenant, query.to_string()))
             .filter(|e| e.generation == generation && e.at.elapsed() < MAX_AGE)
             .map(|e| e.body.clone())
+    }
+
+    /// Waits for the turn to fill this page; look it up again once it comes.
+    pub async fn turn(&self, tenant: TenantId, query: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let gate = {
+            let mut turns = self.turns.lock().expect("contact page turns poisoned");
+            if turns.len() > 10_000 {
+                turns.retain(|_, g| Arc::strong_count(g) > 1);
+            }
+            turns
+                .entry((tenant, query.to_string()))
+                .or_default()
+                .clone()
+        };
+        gate.lock_owned().await
     }
 
     /// Keeps a page made from data read after `generation` was taken.

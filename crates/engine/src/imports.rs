@@ -3,7 +3,7 @@
 //! phones parsed in the import's default country, rows upserted in batches of 5,000, every
 //! refused row kept with its reason.
 
-use calamine::{Data, Reader};
+use calamine::{Data, Reader as _};
 use pinglayer_domain::{
     Clock, Email, ImportId, PhoneE164, TenantId,
     billing::Limit,
@@ -212,76 +212,180 @@ fn check_utf8(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-struct Run<'a> {
-    db: &'a Db,
-    clock: &'a dyn Clock,
-    tenant: TenantId,
-    id: ImportId,
-    opts: ImportOptions,
-    extra_tags: Vec<String>,
-    update: bool,
-    progress: Progress,
-    batch: Vec<ImportRow>,
-    /// The file row each batch entry came from.
-    batch_rows: Vec<i64>,
-    in_batch: HashMap<String, usize>,
-    /// The plan's contact limit: the import stops when it is reached.
-    max_contacts: Option<i64>,
-    seen: HashSet<String>,
+/// What the reader hands the writer: up to [`BATCH`] rows with phones new to the file, the rows
+/// repeating a phone of an earlier batch, the refused rows, and the counts so far.
+#[derive(Default)]
+struct Batch {
+    rows: Vec<ImportRow>,
+    /// The file row each entry of `rows` came from.
+    row_numbers: Vec<i64>,
     later: Vec<ImportRow>,
     errors: Vec<(i64, String, String)>,
+    /// Rows read, and rows refused, from the start of the file.
+    total: i64,
+    failed: i64,
 }
 
-impl Run<'_> {
-    async fn push(&mut self, n: i64, cells: Vec<String>, targets: &[Target]) -> anyhow::Result<()> {
-        self.progress.total += 1;
-        match row(&cells, targets, &self.opts) {
+/// Reads and parses the file on its own thread, so parsing the next batch overlaps writing
+/// the last. It stops when the writer hangs up.
+struct FileReader<'a> {
+    opts: &'a ImportOptions,
+    out: tokio::sync::mpsc::Sender<anyhow::Result<Batch>>,
+    batch: Batch,
+    in_batch: HashMap<String, usize>,
+    seen: HashSet<String>,
+}
+
+/// The writer stopped (it failed, or the import was abandoned): nothing more to read for.
+#[derive(Debug, thiserror::Error)]
+#[error("the import's writer stopped")]
+struct WriterGone;
+
+impl FileReader<'_> {
+    fn push(&mut self, n: i64, cells: Vec<String>, targets: &[Target]) -> anyhow::Result<()> {
+        let b = &mut self.batch;
+        b.total += 1;
+        match row(&cells, targets, self.opts) {
             Ok(r) => {
                 if let Some(i) = self.in_batch.get(&r.phone) {
                     // The same phone twice in the file: the later row wins, one contact.
-                    self.batch[*i] = merge(self.batch[*i].clone(), r);
+                    b.rows[*i] = merge(b.rows[*i].clone(), r);
                 } else if self.seen.contains(&r.phone) {
-                    self.later.push(r);
+                    b.later.push(r);
                 } else {
-                    self.in_batch.insert(r.phone.clone(), self.batch.len());
-                    self.batch.push(r);
-                    self.batch_rows.push(n);
+                    self.in_batch.insert(r.phone.clone(), b.rows.len());
+                    b.rows.push(r);
+                    b.row_numbers.push(n);
                 }
             }
             Err(reason) => {
-                self.progress.failed += 1;
-                self.errors.push((n, reason, cells.join(",")));
+                b.failed += 1;
+                b.errors.push((n, reason, cells.join(",")));
             }
         }
-        if self.batch.len() >= BATCH {
-            self.flush().await?;
+        if b.rows.len() >= BATCH {
+            self.send()?;
         }
         Ok(())
     }
 
-    async fn flush(&mut self) -> anyhow::Result<()> {
+    /// Hands the batch over (also the last, short or empty one: it carries the counts).
+    fn send(&mut self) -> anyhow::Result<()> {
+        let next = Batch {
+            total: self.batch.total,
+            failed: self.batch.failed,
+            rows: Vec::with_capacity(BATCH),
+            row_numbers: Vec::with_capacity(BATCH),
+            ..Default::default()
+        };
+        let b = std::mem::replace(&mut self.batch, next);
+        self.seen.extend(self.in_batch.drain().map(|(p, _)| p));
+        self.out.blocking_send(Ok(b)).map_err(|_| WriterGone.into())
+    }
+
+    fn read(&mut self, path: &Path, format: Format) -> anyhow::Result<()> {
+        let no_phone = || {
+            anyhow::anyhow!(
+                "no phone column: name one phone/mobile/number, or map a column to \"phone\""
+            )
+        };
+        match format {
+            Format::Csv => {
+                check_utf8(path)?;
+                let mut rdr = csv::ReaderBuilder::new()
+                    .flexible(true)
+                    .trim(csv::Trim::All)
+                    .from_path(path)?;
+                let headers: Vec<String> = rdr
+                    .headers()?
+                    .iter()
+                    .map(|h| h.trim_start_matches('\u{feff}').to_string())
+                    .collect();
+                let targets: Vec<Target> = headers
+                    .iter()
+                    .map(|h| target(h, &self.opts.mapping))
+                    .collect();
+                if !targets.contains(&Target::Phone) {
+                    return Err(no_phone());
+                }
+                for (i, rec) in rdr.records().enumerate() {
+                    let rec = rec?;
+                    self.push(
+                        i as i64 + 2,
+                        rec.iter().map(str::to_string).collect(),
+                        &targets,
+                    )?;
+                }
+            }
+            Format::Xlsx => {
+                let mut wb = calamine::open_workbook_auto(path)
+                    .map_err(|e| anyhow::anyhow!("not a readable spreadsheet: {e}"))?;
+                let sheet = wb
+                    .sheet_names()
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| anyhow::anyhow!("the workbook has no sheet"))?;
+                let range = wb
+                    .worksheet_range(&sheet)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let mut rows = range.rows();
+                let headers: Vec<String> = rows
+                    .next()
+                    .map(|r| r.iter().map(cell).collect())
+                    .unwrap_or_default();
+                let targets: Vec<Target> = headers
+                    .iter()
+                    .map(|h| target(h, &self.opts.mapping))
+                    .collect();
+                if !targets.contains(&Target::Phone) {
+                    return Err(no_phone());
+                }
+                for (i, r) in rows.enumerate() {
+                    self.push(i as i64 + 2, r.iter().map(cell).collect(), &targets)?;
+                }
+            }
+        }
+        self.send()
+    }
+}
+
+/// Writes the batches in order, keeping the job's progress.
+struct Writer<'a> {
+    db: &'a Db,
+    clock: &'a dyn Clock,
+    tenant: TenantId,
+    id: ImportId,
+    extra_tags: Vec<String>,
+    update: bool,
+    progress: Progress,
+    /// Rows the plan's limit refused (the reader's count does not know them).
+    refused: i64,
+    /// The plan's contact limit: the import stops when it is reached.
+    max_contacts: Option<i64>,
+}
+
+impl Writer<'_> {
+    async fn write(&mut self, mut b: Batch) -> anyhow::Result<()> {
         let now = self.clock.now();
-        let stop = self.within_plan(now).await?;
+        let stop = self.within_plan(&mut b, now).await?;
         let o = self
             .db
-            .upsert_contacts(self.tenant, &self.batch, self.update, &self.extra_tags, now)
+            .upsert_contacts(self.tenant, &b.rows, self.update, &self.extra_tags, now)
             .await?;
         // Rows repeating a phone of an earlier batch update what that batch created.
-        let later = std::mem::take(&mut self.later);
         let merged = self
             .db
-            .upsert_contacts(self.tenant, &dedupe(later), true, &self.extra_tags, now)
+            .upsert_contacts(self.tenant, &dedupe(b.later), true, &self.extra_tags, now)
             .await?;
+        self.progress.total = b.total;
+        self.progress.failed = b.failed + self.refused;
         self.progress.created += o.created;
         self.progress.updated += o.updated + merged.updated + merged.created;
         self.progress.skipped += o.skipped;
         self.progress.processed = self.progress.total;
-        self.seen.extend(self.batch.drain(..).map(|r| r.phone));
-        self.batch_rows.clear();
-        self.in_batch.clear();
-        if !self.errors.is_empty() {
+        if !b.errors.is_empty() {
             self.db
-                .add_import_errors(self.tenant, self.id, &std::mem::take(&mut self.errors))
+                .add_import_errors(self.tenant, self.id, &b.errors)
                 .await?;
         }
         self.db
@@ -299,22 +403,23 @@ impl Run<'_> {
     /// to the errors); returns the limit when that happened, so the import stops.
     async fn within_plan(
         &mut self,
+        b: &mut Batch,
         now: chrono::DateTime<chrono::Utc>,
     ) -> anyhow::Result<Option<i64>> {
         let Some(max) = self.max_contacts else {
             return Ok(None);
         };
         let have = self.db.count_of(self.tenant, Limit::Contacts, now).await?;
-        if have + self.batch.len() as i64 <= max {
+        if have + b.rows.len() as i64 <= max {
             return Ok(None);
         }
-        let phones: Vec<&str> = self.batch.iter().map(|r| r.phone.as_str()).collect();
+        let phones: Vec<&str> = b.rows.iter().map(|r| r.phone.as_str()).collect();
         let existing = self.db.existing_phones(self.tenant, &phones).await?;
         let mut room = (max - have).max(0);
-        let mut keep = Vec::with_capacity(self.batch.len());
+        let mut keep = Vec::with_capacity(b.rows.len());
         let mut refused = false;
-        let rows = std::mem::take(&mut self.batch_rows);
-        for (r, n) in std::mem::take(&mut self.batch).into_iter().zip(rows) {
+        let numbers = std::mem::take(&mut b.row_numbers);
+        for (r, n) in std::mem::take(&mut b.rows).into_iter().zip(numbers) {
             if existing.contains(&r.phone) {
                 keep.push(r);
             } else if room > 0 {
@@ -322,15 +427,15 @@ impl Run<'_> {
                 keep.push(r);
             } else {
                 refused = true;
-                self.progress.failed += 1;
-                self.errors.push((
+                self.refused += 1;
+                b.errors.push((
                     n,
                     format!("contact_limit_reached: the plan allows {max} contacts"),
                     r.phone,
                 ));
             }
         }
-        self.batch = keep;
+        b.rows = keep;
         Ok(refused.then_some(max))
     }
 }
@@ -421,92 +526,44 @@ async fn import(
         .await
         .map_err(|e| fail(e.into()))?
         .and_then(|c| c.plan.max_contacts);
-    let mut run = Run {
+    let mut writer = Writer {
         db,
         clock,
         tenant,
         id,
-        opts,
         extra_tags,
         update,
         progress: Progress::default(),
-        batch: Vec::with_capacity(BATCH),
-        batch_rows: Vec::with_capacity(BATCH),
-        in_batch: HashMap::new(),
+        refused: 0,
         max_contacts,
-        seen: HashSet::new(),
-        later: Vec::new(),
-        errors: Vec::new(),
     };
-    let no_phone = || {
-        anyhow::anyhow!(
-            "no phone column: name one phone/mobile/number, or map a column to \"phone\""
-        )
-    };
-    match format {
-        Format::Csv => {
-            check_utf8(path).map_err(fail)?;
-            let mut rdr = csv::ReaderBuilder::new()
-                .flexible(true)
-                .trim(csv::Trim::All)
-                .from_path(path)
-                .map_err(|e| fail(e.into()))?;
-            let headers: Vec<String> = rdr
-                .headers()
-                .map_err(|e| fail(e.into()))?
-                .iter()
-                .map(|h| h.trim_start_matches('\u{feff}').to_string())
-                .collect();
-            let targets: Vec<Target> = headers
-                .iter()
-                .map(|h| target(h, &run.opts.mapping))
-                .collect();
-            if !targets.contains(&Target::Phone) {
-                return Err(fail(no_phone()));
-            }
-            for (i, rec) in rdr.records().enumerate() {
-                let rec = rec.map_err(|e| (run.progress, e.into()))?;
-                run.push(
-                    i as i64 + 2,
-                    rec.iter().map(str::to_string).collect(),
-                    &targets,
-                )
-                .await
-                .map_err(|e| (run.progress, e))?;
-            }
+    // Two batches in flight at most: memory stays flat whatever the file's size. A bad file
+    // (not UTF-8, no phone column) is refused by the reader before its first batch.
+    let (out, mut batches) = tokio::sync::mpsc::channel(2);
+    let path = path.to_path_buf();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut r = FileReader {
+            opts: &opts,
+            out,
+            batch: Batch::default(),
+            in_batch: HashMap::new(),
+            seen: HashSet::new(),
+        };
+        if let Err(e) = r.read(&path, format)
+            && !e.is::<WriterGone>()
+        {
+            let _ = r.out.blocking_send(Err(e));
         }
-        Format::Xlsx => {
-            let mut wb = calamine::open_workbook_auto(path)
-                .map_err(|e| fail(anyhow::anyhow!("not a readable spreadsheet: {e}")))?;
-            let sheet = wb
-                .sheet_names()
-                .first()
-                .cloned()
-                .ok_or_else(|| fail(anyhow::anyhow!("the workbook has no sheet")))?;
-            let range = wb
-                .worksheet_range(&sheet)
-                .map_err(|e| fail(anyhow::anyhow!("{e}")))?;
-            let mut rows = range.rows();
-            let headers: Vec<String> = rows
-                .next()
-                .map(|r| r.iter().map(cell).collect())
-                .unwrap_or_default();
-            let targets: Vec<Target> = headers
-                .iter()
-                .map(|h| target(h, &run.opts.mapping))
-                .collect();
-            if !targets.contains(&Target::Phone) {
-                return Err(fail(no_phone()));
-            }
-            for (i, r) in rows.enumerate() {
-                run.push(i as i64 + 2, r.iter().map(cell).collect(), &targets)
-                    .await
-                    .map_err(|e| (run.progress, e))?;
-            }
-        }
+    });
+    while let Some(batch) = batches.recv().await {
+        let batch = batch.map_err(|e| (writer.progress, e))?;
+        writer
+            .write(batch)
+            .await
+            .map_err(|e| (writer.progress, e))?;
     }
-    run.flush().await.map_err(|e| (run.progress, e))?;
-    Ok(run.progress)
+    let _ = reader.await;
+    Ok(writer.progress)
 }
 
 #[cfg(test)]

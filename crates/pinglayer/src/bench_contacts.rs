@@ -71,7 +71,10 @@ pub async fn contacts(
         body["data"].as_array().map(Vec::len) == Some(50),
         "not a full page"
     );
-    let sample = body["data"][0]["id"].as_str().unwrap_or_default().to_string();
+    let sample = body["data"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let run = {
         let (url, headers) = (url.clone(), headers.clone());
         move |secs: u64, conns: usize, pause: Option<u32>| {

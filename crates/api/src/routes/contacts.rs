@@ -283,31 +283,43 @@ async fn list_contacts(
     let page = pinglayer_domain::PageRequest::parse(q.limit, q.cursor.as_deref())?;
     let tenant = p.tenant.id;
     // A segment's relative dates move with the clock: those lists are never kept.
-    let key = q.segment.is_none().then(|| raw.unwrap_or_default());
-    if let Some(body) = key
-        .as_deref()
-        .and_then(|k| ctx.contact_pages.get(tenant, k))
-    {
+    if q.segment.is_some() {
+        return Ok(json_body(contacts_page(&ctx, tenant, &q, &page).await?));
+    }
+    let key = raw.unwrap_or_default();
+    let pages = &ctx.contact_pages;
+    if let Some(body) = pages.get(tenant, &key) {
+        return Ok(json_body(body));
+    }
+    let _turn = pages.turn(tenant, &key).await;
+    if let Some(body) = pages.get(tenant, &key) {
         return Ok(json_body(body));
     }
     let generation = pinglayer_store::changes::contacts_generation(tenant);
-    let filter = list_filter(&ctx, tenant, &q).await?;
+    let body = contacts_page(&ctx, tenant, &q, &page).await?;
+    pages.put(tenant, &key, generation, body.clone());
+    Ok(json_body(body))
+}
+
+/// The page as JSON, from the database.
+async fn contacts_page(
+    ctx: &ApiContext,
+    tenant: pinglayer_domain::TenantId,
+    q: &ContactQuery,
+    page: &pinglayer_domain::PageRequest,
+) -> ApiResult<axum::body::Bytes> {
+    let filter = list_filter(ctx, tenant, q).await?;
     let rows = ctx
         .db
-        .matching_contacts(tenant, &filter, &page, ctx.clock.now())
+        .matching_contacts(tenant, &filter, page, ctx.clock.now())
         .await?;
-    let (rows, next_cursor) = finish_page(rows, &page, |c| c.id.0);
-    let body = axum::body::Bytes::from(
-        serde_json::to_vec(&Page {
-            data: views(&ctx, tenant, &rows).await?,
-            next_cursor,
-        })
-        .map_err(|e| ApiError::Internal(e.into()))?,
-    );
-    if let Some(k) = key {
-        ctx.contact_pages.put(tenant, &k, generation, body.clone());
-    }
-    Ok(json_body(body))
+    let (rows, next_cursor) = finish_page(rows, page, |c| c.id.0);
+    let body = serde_json::to_vec(&Page {
+        data: views(ctx, tenant, &rows).await?,
+        next_cursor,
+    })
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(body.into())
 }
 
 fn json_body(body: axum::body::Bytes) -> axum::response::Response {
