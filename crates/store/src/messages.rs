@@ -464,6 +464,7 @@ impl Db {
             return Ok(());
         }
         let mut tx = self.begin().await?;
+        tx.keyed_plans().await?;
         let keys: Vec<_> = items.iter().map(|a| (a.tenant_id, a.id)).collect();
         let before = lock_ranks(&mut tx, &keys).await?;
         match &mut tx {
@@ -642,6 +643,7 @@ impl Db {
             return Ok(applied);
         }
         let mut tx = self.begin().await?;
+        tx.keyed_plans().await?;
         // Resolve wamid-only statuses to our ids, within the allowed tenants.
         let wamids: Vec<&str> = updates
             .iter()
@@ -724,8 +726,11 @@ impl Db {
                 error_title = case when v.st = 'failed' then v.etitle else messages.error_title end,
                 error_detail = case when v.st = 'failed' then v.edetail else messages.error_detail end,
                 lease_until = null";
+        // Inbound messages (`received`, the highest rank) never pass the forward-only check. No
+        // `direction` test here: it matches the partial index on outbound messages, which
+        // PostgreSQL then believed small enough to scan whole (see `Tx::keyed_plans`).
         const WHERE: &str = " where messages.tenant_id = v.tid and messages.id = v.mid
-                and messages.direction = 'outbound' and messages.status_rank < v.rk
+                and messages.status_rank < v.rk
               returning messages.tenant_id, messages.id, messages.status";
         let mut moved: Vec<(TenantId, MessageId, String)> = Vec::new();
         match &mut tx {
