@@ -271,7 +271,8 @@ async fn list_filter(
     Ok(Filter::All(all))
 }
 
-/// Contacts, newest first, filtered.
+/// Contacts, newest first, filtered. A page asked for again while the tenant's contacts are
+/// unchanged is answered from memory (never more than a second old).
 #[utoipa::path(get, path = "/api/v1/contacts", tag = "contacts", params(ContactQuery), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = Page<ContactView>), (status = 422, body = ErrorBody)))]
 async fn list_contacts(
