@@ -20,6 +20,9 @@ pub const MAX_AGE: Duration = Duration::from_secs(1);
 /// Bytes of pages kept at most, over all tenants; past it the oldest half goes.
 const BUDGET: usize = 32 << 20;
 
+/// A tenant and the list's query string.
+type Key = (TenantId, String);
+
 struct Entry {
     generation: u64,
     at: Instant,
@@ -31,12 +34,12 @@ pub struct ContactPages {
     inner: Mutex<Inner>,
     /// One filler per page at a time: when a page expires under load, one request runs the
     /// queries and the others wait for its answer instead of all querying at once.
-    turns: Mutex<HashMap<(TenantId, String), Arc<tokio::sync::Mutex<()>>>>,
+    turns: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Default)]
 struct Inner {
-    map: HashMap<(TenantId, String), Entry>,
+    map: HashMap<Key, Entry>,
     bytes: usize,
 }
 

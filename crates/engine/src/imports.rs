@@ -293,12 +293,20 @@ impl FileReader<'_> {
         self.out.blocking_send(Ok(b)).map_err(|_| WriterGone.into())
     }
 
+    /// What each column is; a file without a phone column is refused.
+    fn targets(&self, headers: &[String]) -> anyhow::Result<Vec<Target>> {
+        let targets: Vec<Target> = headers
+            .iter()
+            .map(|h| target(h, &self.opts.mapping))
+            .collect();
+        anyhow::ensure!(
+            targets.contains(&Target::Phone),
+            "no phone column: name one phone/mobile/number, or map a column to \"phone\""
+        );
+        Ok(targets)
+    }
+
     fn read(&mut self, path: &Path, format: Format) -> anyhow::Result<()> {
-        let no_phone = || {
-            anyhow::anyhow!(
-                "no phone column: name one phone/mobile/number, or map a column to \"phone\""
-            )
-        };
         match format {
             Format::Csv => {
                 check_utf8(path)?;
@@ -311,13 +319,7 @@ impl FileReader<'_> {
                     .iter()
                     .map(|h| h.trim_start_matches('\u{feff}').to_string())
                     .collect();
-                let targets: Vec<Target> = headers
-                    .iter()
-                    .map(|h| target(h, &self.opts.mapping))
-                    .collect();
-                if !targets.contains(&Target::Phone) {
-                    return Err(no_phone());
-                }
+                let targets = self.targets(&headers)?;
                 for (i, rec) in rdr.records().enumerate() {
                     let rec = rec?;
                     self.push(
@@ -343,13 +345,7 @@ impl FileReader<'_> {
                     .next()
                     .map(|r| r.iter().map(cell).collect())
                     .unwrap_or_default();
-                let targets: Vec<Target> = headers
-                    .iter()
-                    .map(|h| target(h, &self.opts.mapping))
-                    .collect();
-                if !targets.contains(&Target::Phone) {
-                    return Err(no_phone());
-                }
+                let targets = self.targets(&headers)?;
                 for (i, r) in rows.enumerate() {
                     self.push(i as i64 + 2, r.iter().map(cell).collect(), &targets)?;
                 }
