@@ -22,7 +22,7 @@ use pinglayer_domain::TenantId;
 use std::{
     collections::HashMap,
     sync::{
-        Mutex,
+        LazyLock, Mutex,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -31,15 +31,15 @@ use std::{
 static LAST: AtomicU64 = AtomicU64::new(0);
 /// Everything older than this changed (the listener lost its connection, say).
 static FLOOR: AtomicU64 = AtomicU64::new(0);
-static TENANTS: Mutex<Option<HashMap<TenantId, u64>>> = Mutex::new(None);
+static TENANTS: LazyLock<Mutex<HashMap<TenantId, u64>>> = LazyLock::new(Default::default);
 
 /// The generation of `tenant`'s contacts: read it before reading the contacts.
 pub fn contacts_generation(tenant: TenantId) -> u64 {
     let own = TENANTS
         .lock()
         .expect("change map poisoned")
-        .as_ref()
-        .and_then(|m| m.get(&tenant).copied())
+        .get(&tenant)
+        .copied()
         .unwrap_or(0);
     own.max(FLOOR.load(Ordering::Acquire))
 }
@@ -48,7 +48,7 @@ pub fn contacts_generation(tenant: TenantId) -> u64 {
 pub fn contacts_changed(tenant: TenantId) {
     let mut map = TENANTS.lock().expect("change map poisoned");
     let g = LAST.fetch_add(1, Ordering::AcqRel) + 1;
-    map.get_or_insert_with(HashMap::new).insert(tenant, g);
+    map.insert(tenant, g);
 }
 
 /// Any tenant's contacts may have changed.
@@ -57,9 +57,7 @@ pub fn all_contacts_changed() {
     let g = LAST.fetch_add(1, Ordering::AcqRel) + 1;
     FLOOR.store(g, Ordering::Release);
     // Entries below the floor say nothing any more.
-    if let Some(m) = map.as_mut() {
-        m.clear();
-    }
+    map.clear();
 }
 
 #[cfg(test)]
@@ -67,7 +65,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_change_moves_only_its_tenant_and_everything_moves_all() {
+    fn announcements_move_generations_forward() {
         let (a, b) = (TenantId::new(), TenantId::new());
         let a0 = contacts_generation(a);
         contacts_changed(a);

@@ -177,15 +177,7 @@ impl Db {
             return Ok(out);
         }
         let mut tx = self.begin().await?;
-        if let Tx::Postgres(t) = &mut tx {
-            // The pool plans every execution afresh (see `Db::connect`), which includes the
-            // foreign-key checks PostgreSQL runs per inserted row: 5,000 contacts and their
-            // tags meant thousands of plannings per batch (3× the cost of the checks). Every
-            // statement here is keyed by tenant and phone or id, which a cached plan serves.
-            sqlx::query("set local plan_cache_mode = auto")
-                .execute(&mut **t)
-                .await?;
-        }
+        tx.cached_plans().await?;
         let phones: Vec<&str> = rows.iter().map(|r| r.phone.as_str()).collect();
         // phone → (id, hidden?), for every row once the new ones are in.
         let mut ids = phones_in(&mut tx, tenant, &phones).await?;
