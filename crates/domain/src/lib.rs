@@ -16,6 +16,7 @@ pub mod message;
 pub mod page;
 pub mod password;
 pub mod phone;
+mod phone_fast;
 pub mod role;
 pub mod segment;
 pub mod slug;

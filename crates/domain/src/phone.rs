@@ -19,11 +19,18 @@ impl PhoneE164 {
         if t.is_empty() {
             return Err(err("is required"));
         }
+        let upper = default_country.map(str::to_ascii_uppercase);
+        match crate::phone_fast::e164(t, upper.as_deref()) {
+            Some(e164) => Ok(Self(e164)),
+            None => Self::parse_fully(t, upper.as_deref()),
+        }
+    }
+
+    /// The full parser, for every form of number (`t` trimmed and not empty).
+    pub(crate) fn parse_fully(t: &str, default_country: Option<&str>) -> Result<Self, FieldError> {
+        let err = |m: &str| FieldError::new("phone", m);
         let region = default_country
-            .map(|c| {
-                country::Id::from_str(&c.to_ascii_uppercase())
-                    .map_err(|_| err("has an unknown default country"))
-            })
+            .map(|c| country::Id::from_str(c).map_err(|_| err("has an unknown default country")))
             .transpose()?;
         // `00` international prefix → `+`.
         let t = match t.strip_prefix("00") {

@@ -211,19 +211,6 @@ impl Tx {
         Ok(())
     }
 
-    /// For a transaction of batch statements keyed by tenant and phone or id (imports): plan
-    /// with cached plans after all. Besides our statements, PostgreSQL plans its own per-row
-    /// foreign-key checks, and under the pool's `force_custom_plan` it planned them for every
-    /// inserted row — thousands of plannings a batch, 3× the cost of the checks themselves.
-    pub async fn cached_plans(&mut self) -> Result<()> {
-        if let Tx::Postgres(t) = self {
-            sqlx::query("set local plan_cache_mode = auto")
-                .execute(&mut **t)
-                .await?;
-        }
-        Ok(())
-    }
-
     pub async fn commit(self) -> Result<()> {
         match self {
             Tx::Postgres(t) => t.commit().await?,

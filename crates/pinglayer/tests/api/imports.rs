@@ -164,6 +164,77 @@ async fn csv_imports_detect_merge_and_report(app: TestApp) {
 }
 both!(csv_imports_detect_merge_and_report);
 
+/// A file of several batches (5,000 rows each), which PostgreSQL writes two at a time: rows
+/// repeating a phone of an earlier batch still win over it, every row is counted once, and
+/// the refused rows keep their numbers.
+async fn large_files_are_written_in_batches_and_in_order(app: TestApp) {
+    let owner = app.register("Shop", "o@shop.test").await;
+    let mut csv = String::from("phone,name,tags\n");
+    for i in 0..11_000 {
+        if i % 1000 == 999 {
+            csv.push_str(&format!("nope,Bad {i},\n"));
+        } else {
+            csv.push_str(&format!("+9198{i:08},C{i},t{}\n", i % 2));
+        }
+    }
+    // The first 500 phones again, in the third batch: the later rows win.
+    for j in 0..500 {
+        csv.push_str(&format!("+9198{j:08},Later {j},late\n"));
+    }
+    let r = upload(&app, &owner, "big.csv", csv.into_bytes(), &[]).await;
+    let job = finished(&app, &owner, &r).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        [
+            &job["total"],
+            &job["created"],
+            &job["updated"],
+            &job["failed"]
+        ],
+        [11_500, 10_989, 500, 11],
+        "{job}"
+    );
+    let seven = app
+        .get("/api/v1/contacts?q=%2B919800000007", &owner.token)
+        .await;
+    assert_eq!(seven.body["data"][0]["name"], "Later 7", "{:?}", seven.body);
+    assert_eq!(seven.body["data"][0]["tags"], json!(["late", "t1"]));
+    let tags = app.get("/api/v1/tags", &owner.token).await.body["data"].clone();
+    let count = |t: &str| {
+        tags.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["tag"] == t)
+            .map(|x| x["count"].clone())
+    };
+    assert_eq!(
+        [count("t0"), count("t1"), count("late")],
+        [Some(json!(5500)), Some(json!(5489)), Some(json!(500))],
+        "{tags}"
+    );
+    let errors = app
+        .raw(
+            app.client
+                .get(app.url(&format!(
+                    "/api/v1/imports/{}/errors.csv",
+                    r.body["id"].as_str().unwrap()
+                )))
+                .bearer_auth(&owner.token),
+        )
+        .await;
+    let rows: Vec<&str> = errors
+        .body
+        .as_str()
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    let expected: Vec<String> = (1..=11).map(|k| (k * 1000 + 1).to_string()).collect();
+    assert_eq!(rows, expected);
+}
+both!(large_files_are_written_in_batches_and_in_order);
+
 async fn bad_files_fail_and_change_nothing(app: TestApp) {
     let owner = app.register("Shop", "o@shop.test").await;
     let r = upload(
