@@ -19,14 +19,21 @@ struct Pattern {
     lengths: Vec<u16>,
 }
 
+/// A metadata pattern that matches only at the start of the text. The crate searches the
+/// whole text and then asks whether the match starts at 0; the answer is the same (the
+/// leftmost match starts at 0 when any does), without trying every other start position.
+fn at_start(pattern: &str) -> Option<Regex> {
+    // Patterns are written in extended mode: the newline ends a trailing comment, if any.
+    RegexBuilder::new(&format!("^(?:{pattern}\n)"))
+        .ignore_whitespace(true)
+        .build()
+        .ok()
+}
+
 impl Pattern {
     fn new(d: &Descriptor) -> Option<Self> {
-        let re = RegexBuilder::new(d.national_number().as_str())
-            .ignore_whitespace(true)
-            .build()
-            .ok()?;
         Some(Self {
-            re,
+            re: at_start(d.national_number().as_str())?,
             lengths: d.possible_length().to_vec(),
         })
     }
@@ -34,7 +41,7 @@ impl Pattern {
     /// As `Descriptor::is_match`: a possible length, and the pattern found at the start.
     fn is_match(&self, national: &str) -> bool {
         (self.lengths.is_empty() || self.lengths.contains(&(national.len() as u16)))
-            && self.re.find(national).is_some_and(|m| m.start() == 0)
+            && self.re.is_match(national)
     }
 }
 
@@ -80,12 +87,7 @@ impl Country {
             general: Pattern::new(d.general())?,
             kinds,
             prefix_for_parsing: match meta.national_prefix_for_parsing() {
-                Some(p) => Some(
-                    RegexBuilder::new(p.as_str())
-                        .ignore_whitespace(true)
-                        .build()
-                        .ok()?,
-                ),
+                Some(p) => Some(at_start(p.as_str())?),
                 None => None,
             },
             national_prefix: meta.national_prefix().map(str::to_string),
@@ -97,7 +99,7 @@ impl Country {
         let by_pattern = self
             .prefix_for_parsing
             .as_ref()
-            .is_some_and(|re| re.find(national).is_some_and(|m| m.start() == 0));
+            .is_some_and(|re| re.is_match(national));
         let by_prefix = self
             .national_prefix
             .as_deref()
