@@ -44,6 +44,21 @@ pub(crate) async fn finished(app: &TestApp, owner: &Registered, r: &Resp) -> Val
     panic!("import did not finish");
 }
 
+/// The import's `errors.csv`, as text.
+async fn errors_csv(app: &TestApp, owner: &Registered, r: &Resp) -> String {
+    let errors = app
+        .raw(
+            app.client
+                .get(app.url(&format!(
+                    "/api/v1/imports/{}/errors.csv",
+                    r.body["id"].as_str().unwrap()
+                )))
+                .bearer_auth(&owner.token),
+        )
+        .await;
+    errors.body.as_str().unwrap().to_string()
+}
+
 async fn csv_imports_detect_merge_and_report(app: TestApp) {
     let owner = app.register("Shop", "o@shop.test").await;
     let csv = "\u{feff}Mobile Number,Full Name,E-mail,Language,DOB,Tags,City\n\
@@ -75,17 +90,8 @@ async fn csv_imports_detect_merge_and_report(app: TestApp) {
     assert_eq!(asha["attributes"]["city"], "Mumbai");
     assert_eq!(asha["birthday"], "1990-05-15");
     assert_eq!(asha["tags"], json!(["diwali 2026", "gold", "new", "vip"]));
-    let errors = app
-        .raw(
-            app.client
-                .get(app.url(&format!(
-                    "/api/v1/imports/{}/errors.csv",
-                    r.body["id"].as_str().unwrap()
-                )))
-                .bearer_auth(&owner.token),
-        )
-        .await;
-    let text = errors.body.as_str().unwrap().to_string();
+    let errors = errors_csv(&app, &owner, &r).await;
+    let text = errors;
     assert!(text.starts_with("row,reason,raw"));
     assert!(
         text.contains("\n4,") && text.contains("not a phone"),
@@ -212,20 +218,8 @@ async fn large_files_are_written_in_batches_and_in_order(app: TestApp) {
         [Some(json!(5500)), Some(json!(5489)), Some(json!(500))],
         "{tags}"
     );
-    let errors = app
-        .raw(
-            app.client
-                .get(app.url(&format!(
-                    "/api/v1/imports/{}/errors.csv",
-                    r.body["id"].as_str().unwrap()
-                )))
-                .bearer_auth(&owner.token),
-        )
-        .await;
+    let errors = errors_csv(&app, &owner, &r).await;
     let rows: Vec<&str> = errors
-        .body
-        .as_str()
-        .unwrap()
         .lines()
         .skip(1)
         .map(|l| l.split(',').next().unwrap())
