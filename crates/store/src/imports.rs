@@ -177,11 +177,11 @@ impl Db {
         // phones since we looked) that almost never happens. When it does, the unique index
         // refuses the batch, and it is written again the careful way.
         match self
-            .try_upsert_contacts(tenant, rows, update, extra_tags, now, false)
+            .try_upsert_contacts(tenant, rows, update, extra_tags, now, Inserts::Plain)
             .await
         {
             Err(StoreError::Conflict(_)) => {
-                self.try_upsert_contacts(tenant, rows, update, extra_tags, now, true)
+                self.try_upsert_contacts(tenant, rows, update, extra_tags, now, Inserts::Checked)
                     .await
             }
             other => other,
@@ -195,16 +195,15 @@ impl Db {
         update: bool,
         extra_tags: &[String],
         now: DateTime<Utc>,
-        raced: bool,
+        inserts: Inserts,
     ) -> Result<BatchOutcome> {
         let mut out = BatchOutcome::default();
         if rows.is_empty() {
             return Ok(out);
         }
-        let on_conflict = if raced {
-            " on conflict (tenant_id, phone) do nothing"
-        } else {
-            ""
+        let on_conflict = match inserts {
+            Inserts::Checked => " on conflict (tenant_id, phone) do nothing",
+            Inserts::Plain => "",
         };
         let mut tx = self.begin().await?;
         tx.keyed_plans().await?;
@@ -282,9 +281,9 @@ impl Db {
             old.extend(raced);
         }
         // Restoring a hidden contact always takes the file's data; `update` fills in the
-        // columns the file has and replaces the attributes. One statement per batch. On
-        // PostgreSQL a contact the file does not change is left alone (no new row version,
-        // index entries or WAL): re-importing the same list is the common case.
+        // columns the file has and replaces the attributes. One statement per batch. A
+        // contact the file does not change is left alone (no new row version, index entries
+        // or WAL): re-importing the same list is the common case.
         let (upd, skipped): (Vec<&ImportRow>, Vec<&ImportRow>) = old
             .iter()
             .partition(|r| update || ids.get(&r.phone).is_some_and(|(_, hidden)| *hidden));
@@ -299,10 +298,8 @@ impl Db {
                     "update contacts set {SET}, attributes = v.attributes::jsonb, updated_at = $8
                      from unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
                        as v (phone, name, email, language, birthday, attributes)
-                     where contacts.tenant_id = $1 and contacts.phone = v.phone
-                       and (contacts.name, contacts.email, contacts.language, contacts.birthday, contacts.attributes, contacts.deleted_at)
-                         is distinct from (coalesce(v.name, contacts.name), coalesce(v.email, contacts.email),
-                           coalesce(v.language, contacts.language), coalesce(v.birthday, contacts.birthday), v.attributes::jsonb, null)"
+                     where contacts.tenant_id = $1 and contacts.phone = v.phone and {CHANGED}",
+                    CHANGED = changed("v.attributes::jsonb"),
                 )))
                 .bind(tenant)
                 .bind(upd.iter().map(|r| r.phone.as_str()).collect::<Vec<_>>())
@@ -335,7 +332,8 @@ impl Db {
                         .push_bind(now)
                         .push(" from v where contacts.tenant_id = ")
                         .push_bind(tenant)
-                        .push(" and contacts.phone = v.phone");
+                        .push(" and contacts.phone = v.phone and ")
+                        .push(changed("v.attributes"));
                     qb.build().execute(&mut **t).await?;
                 }
             }
@@ -408,6 +406,24 @@ impl Db {
         crate::changes::contacts_changed(tenant);
         Ok(out)
     }
+}
+
+/// How a batch inserts its new contacts: plainly (the unique index refuses the whole batch if
+/// another writer added one of its phones meanwhile), or each checked for a conflict.
+#[derive(Clone, Copy)]
+enum Inserts {
+    Plain,
+    Checked,
+}
+
+/// The update's condition: the file changes something of the contact (`v` is the batch, with
+/// its attributes as `attributes`, an expression of the stored column's type).
+fn changed(attributes: &str) -> String {
+    format!(
+        "(contacts.name, contacts.email, contacts.language, contacts.birthday, contacts.attributes, contacts.deleted_at)
+           is distinct from (coalesce(v.name, contacts.name), coalesce(v.email, contacts.email),
+             coalesce(v.language, contacts.language), coalesce(v.birthday, contacts.birthday), {attributes}, null)"
+    )
 }
 
 /// A row's attributes as JSON text (both backends store them from text).
