@@ -215,6 +215,36 @@ impl Db {
         // PostgreSQL takes each column as one array (one statement, planned once per batch);
         // SQLite a VALUES list. Both return what they inserted.
         let inserted: Vec<(String, ContactId)> = match &mut tx {
+            // The plain road is a COPY: no plan, no arrays to unpack, rows written to the heap
+            // a page at a time. The ids are ours, so nothing needs returning.
+            Tx::Postgres(t) if !new.is_empty() && matches!(inserts, Inserts::Plain) => {
+                let ids: Vec<(String, ContactId)> =
+                    new.iter().map(|r| (r.phone.clone(), ContactId::new())).collect();
+                let mut rows = copy::Rows::with_capacity(new.len() * 200);
+                for (r, (_, id)) in new.iter().zip(&ids) {
+                    rows.row(11)
+                        .uuid(tenant.0)
+                        .uuid(id.0)
+                        .text(Some(&r.phone))
+                        .text(Some(r.phone.trim_start_matches('+')))
+                        .text(r.name.as_deref())
+                        .text(r.email.as_deref())
+                        .text(r.language.as_deref())
+                        .text(r.birthday.as_deref())
+                        .jsonb(&attributes_json(r))
+                        .timestamp(now)
+                        .timestamp(now);
+                }
+                copy::into(
+                    t,
+                    "copy contacts (tenant_id, id, phone, wa_id, name, email, language, birthday, attributes, created_at, updated_at)
+                     from stdin (format binary)",
+                    rows,
+                )
+                .await
+                .map_err(crate::conflict_on_unique("phone"))?;
+                ids
+            }
             Tx::Postgres(t) if !new.is_empty() => {
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "insert into contacts (tenant_id, id, phone, wa_id, name, email, language, birthday, attributes, created_at, updated_at)
@@ -363,6 +393,22 @@ impl Db {
             " on conflict do nothing"
         };
         match &mut tx {
+            Tx::Postgres(t) if !tag_rows.is_empty() && on_conflict.is_empty() => {
+                let mut rows = copy::Rows::with_capacity(tag_rows.len() * 70);
+                for (c, tg) in &tag_rows {
+                    rows.row(4)
+                        .uuid(tenant.0)
+                        .uuid(c.0)
+                        .text(Some(tg))
+                        .timestamp(now);
+                }
+                copy::into(
+                    t,
+                    "copy contact_tags (tenant_id, contact_id, tag, created_at) from stdin (format binary)",
+                    rows,
+                )
+                .await?;
+            }
             Tx::Postgres(t) if !tag_rows.is_empty() => {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "insert into contact_tags (tenant_id, contact_id, tag, created_at)
@@ -424,6 +470,88 @@ fn changed(attributes: &str) -> String {
            is distinct from (coalesce(v.name, contacts.name), coalesce(v.email, contacts.email),
              coalesce(v.language, contacts.language), coalesce(v.birthday, contacts.birthday), {attributes}, null)"
     )
+}
+
+/// PostgreSQL's `COPY … FROM STDIN` in its binary format: the server reads each value as it
+/// is stored (no text to parse into uuids and timestamps, a tenth of its time as text).
+mod copy {
+    use chrono::{DateTime, Utc};
+
+    /// Rows to copy, encoded as they are added.
+    pub(super) struct Rows(Vec<u8>);
+
+    impl Rows {
+        pub(super) fn with_capacity(bytes: usize) -> Self {
+            let mut b = Vec::with_capacity(bytes + 32);
+            // Signature, flags (no OIDs), no header extension.
+            b.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+            b.extend_from_slice(&0i32.to_be_bytes());
+            b.extend_from_slice(&0i32.to_be_bytes());
+            Rows(b)
+        }
+
+        /// Starts a row of `fields` values.
+        pub(super) fn row(&mut self, fields: i16) -> &mut Self {
+            self.0.extend_from_slice(&fields.to_be_bytes());
+            self
+        }
+
+        fn value(&mut self, bytes: &[u8]) -> &mut Self {
+            self.0
+                .extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+            self.0.extend_from_slice(bytes);
+            self
+        }
+
+        pub(super) fn uuid(&mut self, u: uuid::Uuid) -> &mut Self {
+            self.value(u.as_bytes())
+        }
+
+        pub(super) fn text(&mut self, s: Option<&str>) -> &mut Self {
+            match s {
+                Some(s) => self.value(s.as_bytes()),
+                None => {
+                    self.0.extend_from_slice(&(-1i32).to_be_bytes());
+                    self
+                }
+            }
+        }
+
+        /// `jsonb`: a version byte (1), then the JSON text.
+        pub(super) fn jsonb(&mut self, json: &str) -> &mut Self {
+            self.0
+                .extend_from_slice(&(json.len() as i32 + 1).to_be_bytes());
+            self.0.push(1);
+            self.0.extend_from_slice(json.as_bytes());
+            self
+        }
+
+        /// `timestamptz`: microseconds since 2000-01-01 UTC.
+        pub(super) fn timestamp(&mut self, t: DateTime<Utc>) -> &mut Self {
+            const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+            self.value(&(t.timestamp_micros() - PG_EPOCH_MICROS).to_be_bytes())
+        }
+
+        fn finish(mut self) -> Vec<u8> {
+            self.0.extend_from_slice(&(-1i16).to_be_bytes());
+            self.0
+        }
+    }
+
+    /// Sends the rows through `statement` (`COPY … FROM STDIN (FORMAT binary)`); how many it
+    /// wrote.
+    pub(super) async fn into(
+        conn: &mut sqlx::PgConnection,
+        statement: &str,
+        rows: Rows,
+    ) -> Result<u64, sqlx::Error> {
+        let mut copy = conn.copy_in_raw(statement).await?;
+        if let Err(e) = copy.send(rows.finish()).await {
+            copy.abort("the client could not send its rows").await?;
+            return Err(e);
+        }
+        copy.finish().await
+    }
 }
 
 /// A row's attributes as JSON text (both backends store them from text).
