@@ -12,7 +12,7 @@ use pinglayer_domain::{
 };
 use pinglayer_store::{
     Db,
-    imports::{ImportRow, Progress},
+    imports::{Expect, ImportRow, Progress},
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -357,7 +357,7 @@ impl FileReader<'_> {
 }
 
 /// Writes the batches, keeping the job's progress. Batches hold phones new to the file, so
-/// on PostgreSQL two of them are written at once (one connection each: a single connection
+/// on PostgreSQL three of them are written at once (one connection and task each: a single connection
 /// kept the database on one core, and the machine 40% idle); whatever depends on order —
 /// rows repeating an earlier batch's phone, errors, progress — follows in file order.
 struct Writer<'a> {
@@ -372,6 +372,8 @@ struct Writer<'a> {
     refused: i64,
     /// The plan's contact limit: the import stops when it is reached.
     max_contacts: Option<i64>,
+    /// Every phone of the batches finished so far was new: the next batch's likely are too.
+    fresh: bool,
 }
 
 /// A batch whose new phones are written, with what came of them.
@@ -383,6 +385,14 @@ struct Written {
     now: chrono::DateTime<chrono::Utc>,
 }
 
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 type Writing<'a> = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<Written>> + Send + 'a>>;
 
 impl<'a> Writer<'a> {
@@ -390,7 +400,7 @@ impl<'a> Writer<'a> {
     /// and one under a plan's contact limit (each batch must count what the last created).
     fn lanes(&self) -> usize {
         match (self.db.backend(), self.max_contacts) {
-            (pinglayer_store::Backend::Postgres, None) => 2,
+            (pinglayer_store::Backend::Postgres, None) => 3,
             _ => 1,
         }
     }
@@ -404,9 +414,17 @@ impl<'a> Writer<'a> {
             self.extra_tags,
             self.clock.now(),
         );
-        Box::pin(async move {
+        let expect = if self.fresh {
+            Expect::New
+        } else {
+            Expect::Unknown
+        };
+        // A task of its own: the lanes' client work (encoding rows, reading answers) runs on
+        // whichever core is free, instead of in turn on the one task that waits for them all.
+        let (db, tags) = (db.clone(), tags.to_vec());
+        let task = tokio::spawn(async move {
             let outcome = db
-                .upsert_contacts(tenant, &batch.rows, update, tags, now)
+                .upsert_contacts(tenant, &batch.rows, update, &tags, now, expect)
                 .await?;
             Ok(Written {
                 batch,
@@ -414,6 +432,12 @@ impl<'a> Writer<'a> {
                 stop,
                 now,
             })
+        });
+        // An import that stops (a failed batch, the plan's limit) stops its other batches.
+        let abort = AbortOnDrop(task.abort_handle());
+        Box::pin(async move {
+            let _abort = abort;
+            task.await?
         })
     }
 
@@ -425,10 +449,18 @@ impl<'a> Writer<'a> {
             stop,
             now,
         } = w;
+        self.fresh = o.created == b.rows.len() as i64;
         // Rows repeating a phone of an earlier batch update what that batch created.
         let merged = self
             .db
-            .upsert_contacts(self.tenant, &dedupe(b.later), true, self.extra_tags, now)
+            .upsert_contacts(
+                self.tenant,
+                &dedupe(b.later),
+                true,
+                self.extra_tags,
+                now,
+                Expect::Unknown,
+            )
             .await?;
         self.progress.total = b.total;
         self.progress.failed = b.failed + self.refused;
@@ -589,10 +621,11 @@ async fn import(
         progress: Progress::default(),
         refused: 0,
         max_contacts,
+        fresh: false,
     };
-    // Two batches in flight at most: memory stays flat whatever the file's size. A bad file
+    // One batch waiting beside those being written: memory stays flat whatever the file's size. A bad file
     // (not UTF-8, no phone column) is refused by the reader before its first batch.
-    let (out, mut batches) = tokio::sync::mpsc::channel(2);
+    let (out, mut batches) = tokio::sync::mpsc::channel(1);
     let path = path.to_path_buf();
     let reader = tokio::task::spawn_blocking(move || {
         let mut r = FileReader {

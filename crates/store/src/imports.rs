@@ -171,18 +171,35 @@ impl Db {
         update: bool,
         extra_tags: &[String],
         now: DateTime<Utc>,
+        expect: Expect,
     ) -> Result<BatchOutcome> {
         // The batch's new phones are inserted plainly: checking each for a conflict first
         // cost PostgreSQL a tenth of its time, for a race (another writer adding one of these
         // phones since we looked) that almost never happens. When it does, the unique index
         // refuses the batch, and it is written again the careful way.
         match self
-            .try_upsert_contacts(tenant, rows, update, extra_tags, now, Inserts::Plain)
+            .try_upsert_contacts(
+                tenant,
+                rows,
+                update,
+                extra_tags,
+                now,
+                expect,
+                Inserts::Plain,
+            )
             .await
         {
             Err(StoreError::Conflict(_)) => {
-                self.try_upsert_contacts(tenant, rows, update, extra_tags, now, Inserts::Checked)
-                    .await
+                self.try_upsert_contacts(
+                    tenant,
+                    rows,
+                    update,
+                    extra_tags,
+                    now,
+                    Expect::Unknown,
+                    Inserts::Checked,
+                )
+                .await
             }
             other => other,
         }
@@ -195,6 +212,7 @@ impl Db {
         update: bool,
         extra_tags: &[String],
         now: DateTime<Utc>,
+        expect: Expect,
         inserts: Inserts,
     ) -> Result<BatchOutcome> {
         let mut out = BatchOutcome::default();
@@ -207,43 +225,41 @@ impl Db {
         };
         let mut tx = self.begin().await?;
         tx.keyed_plans().await?;
-        let phones: Vec<&str> = rows.iter().map(|r| r.phone.as_str()).collect();
+        // A batch of a file that has been all new so far is copied in without looking its
+        // phones up (5,000 index probes that find nothing). Should one exist after all, the
+        // unique index refuses the copy, the savepoint undoes it, and the batch takes the
+        // usual road.
+        let mut blind = None;
+        if let (Tx::Postgres(t), Expect::New, Inserts::Plain) = (&mut tx, expect, inserts) {
+            sqlx::query("savepoint fresh").execute(&mut **t).await?;
+            let all: Vec<&ImportRow> = rows.iter().collect();
+            match copy_contacts(t, tenant, &all, now).await {
+                Ok(inserted) => blind = Some(inserted),
+                Err(StoreError::Conflict(_)) => {
+                    sqlx::query("rollback to savepoint fresh")
+                        .execute(&mut **t)
+                        .await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         // phone → (id, hidden?), for every row once the new ones are in.
-        let mut ids = phones_in(&mut tx, tenant, &phones).await?;
-        let (new, mut old): (Vec<&ImportRow>, Vec<&ImportRow>) =
-            rows.iter().partition(|r| !ids.contains_key(&r.phone));
+        let (mut ids, new, mut old): (_, Vec<&ImportRow>, Vec<&ImportRow>) = if blind.is_some() {
+            (HashMap::new(), rows.iter().collect(), Vec::new())
+        } else {
+            let phones: Vec<&str> = rows.iter().map(|r| r.phone.as_str()).collect();
+            let ids = phones_in(&mut tx, tenant, &phones).await?;
+            let (new, old) = rows.iter().partition(|r| !ids.contains_key(&r.phone));
+            (ids, new, old)
+        };
         // PostgreSQL takes each column as one array (one statement, planned once per batch);
         // SQLite a VALUES list. Both return what they inserted.
         let inserted: Vec<(String, ContactId)> = match &mut tx {
+            _ if blind.is_some() => blind.take().unwrap_or_default(),
             // The plain road is a COPY: no plan, no arrays to unpack, rows written to the heap
             // a page at a time. The ids are ours, so nothing needs returning.
             Tx::Postgres(t) if !new.is_empty() && matches!(inserts, Inserts::Plain) => {
-                let ids: Vec<(String, ContactId)> =
-                    new.iter().map(|r| (r.phone.clone(), ContactId::new())).collect();
-                let mut rows = copy::Rows::with_capacity(new.len() * 200);
-                for (r, (_, id)) in new.iter().zip(&ids) {
-                    rows.row(11)
-                        .uuid(tenant.0)
-                        .uuid(id.0)
-                        .text(Some(&r.phone))
-                        .text(Some(r.phone.trim_start_matches('+')))
-                        .text(r.name.as_deref())
-                        .text(r.email.as_deref())
-                        .text(r.language.as_deref())
-                        .text(r.birthday.as_deref())
-                        .jsonb(&attributes_json(r))
-                        .timestamp(now)
-                        .timestamp(now);
-                }
-                copy::into(
-                    t,
-                    "copy contacts (tenant_id, id, phone, wa_id, name, email, language, birthday, attributes, created_at, updated_at)
-                     from stdin (format binary)",
-                    rows,
-                )
-                .await
-                .map_err(crate::conflict_on_unique("phone"))?;
-                ids
+                copy_contacts(t, tenant, &new, now).await?
             }
             Tx::Postgres(t) if !new.is_empty() => {
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -454,6 +470,14 @@ impl Db {
     }
 }
 
+/// What the caller knows of a batch's phones: most likely all new (every phone of the file so
+/// far was), or nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    New,
+    Unknown,
+}
+
 /// How a batch inserts its new contacts: plainly (the unique index refuses the whole batch if
 /// another writer added one of its phones meanwhile), or each checked for a conflict.
 #[derive(Clone, Copy)]
@@ -470,6 +494,45 @@ fn changed(attributes: &str) -> String {
            is distinct from (coalesce(v.name, contacts.name), coalesce(v.email, contacts.email),
              coalesce(v.language, contacts.language), coalesce(v.birthday, contacts.birthday), {attributes}, null)"
     )
+}
+
+/// Inserts new contacts by COPY (no plan, no arrays to unpack, the heap written a page at a
+/// time); their phones and ids (ours, so nothing needs returning). A phone that exists already
+/// refuses the whole copy: [`StoreError::Conflict`].
+async fn copy_contacts(
+    conn: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    new: &[&ImportRow],
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, ContactId)>> {
+    let ids: Vec<(String, ContactId)> = new
+        .iter()
+        .map(|r| (r.phone.clone(), ContactId::new()))
+        .collect();
+    let mut rows = copy::Rows::with_capacity(new.len() * 200);
+    for (r, (_, id)) in new.iter().zip(&ids) {
+        rows.row(11)
+            .uuid(tenant.0)
+            .uuid(id.0)
+            .text(Some(&r.phone))
+            .text(Some(r.phone.trim_start_matches('+')))
+            .text(r.name.as_deref())
+            .text(r.email.as_deref())
+            .text(r.language.as_deref())
+            .text(r.birthday.as_deref())
+            .jsonb(&attributes_json(r))
+            .timestamp(now)
+            .timestamp(now);
+    }
+    copy::into(
+        conn,
+        "copy contacts (tenant_id, id, phone, wa_id, name, email, language, birthday, attributes, created_at, updated_at)
+         from stdin (format binary)",
+        rows,
+    )
+    .await
+    .map_err(crate::conflict_on_unique("phone"))?;
+    Ok(ids)
 }
 
 /// PostgreSQL's `COPY … FROM STDIN` in its binary format: the server reads each value as it

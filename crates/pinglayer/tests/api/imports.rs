@@ -170,7 +170,7 @@ async fn csv_imports_detect_merge_and_report(app: TestApp) {
 }
 both!(csv_imports_detect_merge_and_report);
 
-/// A file of several batches (5,000 rows each), which PostgreSQL writes two at a time: rows
+/// A file of several batches (5,000 rows each), which PostgreSQL writes several at a time: rows
 /// repeating a phone of an earlier batch still win over it, every row is counted once, and
 /// the refused rows keep their numbers.
 async fn large_files_are_written_in_batches_and_in_order(app: TestApp) {
@@ -228,6 +228,66 @@ async fn large_files_are_written_in_batches_and_in_order(app: TestApp) {
     assert_eq!(rows, expected);
 }
 both!(large_files_are_written_in_batches_and_in_order);
+
+/// A file that is all new for several batches, then meets contacts the tenant already has
+/// (PostgreSQL, once a file has been all new, copies a batch in without looking its phones
+/// up; a known phone sends that batch back the careful way): the known contact is skipped,
+/// the deleted one restored, everything else created once.
+async fn known_contacts_late_in_a_new_file_are_found(app: TestApp) {
+    let owner = app.register("Shop", "o@shop.test").await;
+    let known = |i: usize| format!("+9198{i:08}");
+    let kept = app
+        .post(
+            "/api/v1/contacts",
+            Some(&owner.token),
+            json!({"phone": known(27_001), "name": "Kept"}),
+        )
+        .await;
+    assert_eq!(kept.status, 201, "{:?}", kept.body);
+    let gone = app
+        .post(
+            "/api/v1/contacts",
+            Some(&owner.token),
+            json!({"phone": known(27_002), "name": "Gone"}),
+        )
+        .await;
+    assert_eq!(gone.status, 201, "{:?}", gone.body);
+    let path = format!("/api/v1/contacts/{}", gone.body["id"].as_str().unwrap());
+    assert_eq!(app.delete(&path, &owner.token).await.status, 204);
+    let mut csv = String::from("phone,name\n");
+    for i in 0..30_000 {
+        csv.push_str(&format!("{},File {i}\n", known(i)));
+    }
+    let r = upload(&app, &owner, "grown.csv", csv.into_bytes(), &[]).await;
+    let job = finished(&app, &owner, &r).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        [
+            &job["created"],
+            &job["skipped"],
+            &job["updated"],
+            &job["failed"]
+        ],
+        [29_998, 1, 1, 0],
+        "{job}"
+    );
+    let name = |phone: String| {
+        let app = &app;
+        let token = owner.token.clone();
+        async move {
+            let q = format!("/api/v1/contacts?q={}", phone.replace('+', "%2B"));
+            app.get(&q, &token).await.body["data"][0]["name"].clone()
+        }
+    };
+    assert_eq!(name(known(27_001)).await, "Kept");
+    assert_eq!(name(known(27_002)).await, "File 27002");
+    assert_eq!(name(known(27_003)).await, "File 27003");
+    assert_eq!(
+        app.get("/api/v1/contacts/stats", &owner.token).await.body["total"],
+        30_000
+    );
+}
+both!(known_contacts_late_in_a_new_file_are_found);
 
 async fn bad_files_fail_and_change_nothing(app: TestApp) {
     let owner = app.register("Shop", "o@shop.test").await;
