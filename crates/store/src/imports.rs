@@ -177,29 +177,17 @@ impl Db {
         // cost PostgreSQL a tenth of its time, for a race (another writer adding one of these
         // phones since we looked) that almost never happens. When it does, the unique index
         // refuses the batch, and it is written again the careful way.
+        let inserts = match expect {
+            Expect::New => Inserts::Blind,
+            Expect::Unknown => Inserts::Plain,
+        };
         match self
-            .try_upsert_contacts(
-                tenant,
-                rows,
-                update,
-                extra_tags,
-                now,
-                expect,
-                Inserts::Plain,
-            )
+            .try_upsert_contacts(tenant, rows, update, extra_tags, now, inserts)
             .await
         {
             Err(StoreError::Conflict(_)) => {
-                self.try_upsert_contacts(
-                    tenant,
-                    rows,
-                    update,
-                    extra_tags,
-                    now,
-                    Expect::Unknown,
-                    Inserts::Checked,
-                )
-                .await
+                self.try_upsert_contacts(tenant, rows, update, extra_tags, now, Inserts::Checked)
+                    .await
             }
             other => other,
         }
@@ -212,7 +200,6 @@ impl Db {
         update: bool,
         extra_tags: &[String],
         now: DateTime<Utc>,
-        expect: Expect,
         inserts: Inserts,
     ) -> Result<BatchOutcome> {
         let mut out = BatchOutcome::default();
@@ -221,7 +208,7 @@ impl Db {
         }
         let on_conflict = match inserts {
             Inserts::Checked => " on conflict (tenant_id, phone) do nothing",
-            Inserts::Plain => "",
+            Inserts::Blind | Inserts::Plain => "",
         };
         let mut tx = self.begin().await?;
         tx.keyed_plans().await?;
@@ -230,7 +217,7 @@ impl Db {
         // unique index refuses the copy, the savepoint undoes it, and the batch takes the
         // usual road.
         let mut blind = None;
-        if let (Tx::Postgres(t), Expect::New, Inserts::Plain) = (&mut tx, expect, inserts) {
+        if let (Tx::Postgres(t), Inserts::Blind) = (&mut tx, inserts) {
             sqlx::query("savepoint fresh").execute(&mut **t).await?;
             let all: Vec<&ImportRow> = rows.iter().collect();
             match copy_contacts(t, tenant, &all, now).await {
@@ -258,7 +245,7 @@ impl Db {
             _ if blind.is_some() => blind.take().unwrap_or_default(),
             // The plain road is a COPY: no plan, no arrays to unpack, rows written to the heap
             // a page at a time. The ids are ours, so nothing needs returning.
-            Tx::Postgres(t) if !new.is_empty() && matches!(inserts, Inserts::Plain) => {
+            Tx::Postgres(t) if !new.is_empty() && !matches!(inserts, Inserts::Checked) => {
                 copy_contacts(t, tenant, &new, now).await?
             }
             Tx::Postgres(t) if !new.is_empty() => {
@@ -478,10 +465,13 @@ pub enum Expect {
     Unknown,
 }
 
-/// How a batch inserts its new contacts: plainly (the unique index refuses the whole batch if
-/// another writer added one of its phones meanwhile), or each checked for a conflict.
+/// How a batch inserts its new contacts: all of them without a lookup first (PostgreSQL; any
+/// known phone sends the batch on to `Plain`), plainly after a lookup (the unique index refuses
+/// the whole batch if another writer added one of its phones meanwhile), or each checked for a
+/// conflict.
 #[derive(Clone, Copy)]
 enum Inserts {
+    Blind,
     Plain,
     Checked,
 }
