@@ -236,23 +236,19 @@ both!(large_files_are_written_in_batches_and_in_order);
 async fn known_contacts_late_in_a_new_file_are_found(app: TestApp) {
     let owner = app.register("Shop", "o@shop.test").await;
     let known = |i: usize| format!("+9198{i:08}");
-    let kept = app
-        .post(
-            "/api/v1/contacts",
-            Some(&owner.token),
-            json!({"phone": known(27_001), "name": "Kept"}),
-        )
-        .await;
-    assert_eq!(kept.status, 201, "{:?}", kept.body);
-    let gone = app
-        .post(
-            "/api/v1/contacts",
-            Some(&owner.token),
-            json!({"phone": known(27_002), "name": "Gone"}),
-        )
-        .await;
-    assert_eq!(gone.status, 201, "{:?}", gone.body);
-    let path = format!("/api/v1/contacts/{}", gone.body["id"].as_str().unwrap());
+    let mut ids = Vec::new();
+    for (i, name) in [(27_001, "Kept"), (27_002, "Gone")] {
+        let r = app
+            .post(
+                "/api/v1/contacts",
+                Some(&owner.token),
+                json!({"phone": known(i), "name": name}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        ids.push(r.body["id"].as_str().unwrap().to_string());
+    }
+    let path = format!("/api/v1/contacts/{}", ids[1]);
     assert_eq!(app.delete(&path, &owner.token).await.status, 204);
     let mut csv = String::from("phone,name\n");
     for i in 0..30_000 {
