@@ -357,9 +357,9 @@ impl FileReader<'_> {
 }
 
 /// Writes the batches, keeping the job's progress. Batches hold phones new to the file, so
-/// on PostgreSQL three of them are written at once (one connection and task each: a single connection
-/// kept the database on one core, and the machine 40% idle); whatever depends on order —
-/// rows repeating an earlier batch's phone, errors, progress — follows in file order.
+/// on PostgreSQL three of them are written at once, one connection and task each (a single
+/// connection kept the database on one core, and the machine 40% idle); whatever depends on
+/// order — rows repeating an earlier batch's phone, errors, progress — follows in file order.
 struct Writer<'a> {
     db: &'a Db,
     clock: &'a dyn Clock,
@@ -393,9 +393,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
-type Writing<'a> = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<Written>> + Send + 'a>>;
+/// A batch being written, in its own task.
+type Writing = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<Written>> + Send>>;
 
-impl<'a> Writer<'a> {
+impl Writer<'_> {
     /// How many batches may be written at once: one on SQLite (one writer at a time anyway),
     /// and one under a plan's contact limit (each batch must count what the last created).
     fn lanes(&self) -> usize {
@@ -406,12 +407,12 @@ impl<'a> Writer<'a> {
     }
 
     /// Writes the batch's rows with phones new to the file: independent of every other batch.
-    fn write_new(&self, batch: Batch, stop: Option<i64>) -> Writing<'a> {
+    fn write_new(&self, batch: Batch, stop: Option<i64>) -> Writing {
         let (db, tenant, update, tags, now) = (
-            self.db,
+            self.db.clone(),
             self.tenant,
             self.update,
-            self.extra_tags,
+            self.extra_tags.to_vec(),
             self.clock.now(),
         );
         let expect = if self.fresh {
@@ -421,7 +422,6 @@ impl<'a> Writer<'a> {
         };
         // A task of its own: the lanes' client work (encoding rows, reading answers) runs on
         // whichever core is free, instead of in turn on the one task that waits for them all.
-        let (db, tags) = (db.clone(), tags.to_vec());
         let task = tokio::spawn(async move {
             let outcome = db
                 .upsert_contacts(tenant, &batch.rows, update, &tags, now, expect)
@@ -623,8 +623,9 @@ async fn import(
         max_contacts,
         fresh: false,
     };
-    // One batch waiting beside those being written: memory stays flat whatever the file's size. A bad file
-    // (not UTF-8, no phone column) is refused by the reader before its first batch.
+    // One batch waiting beside those being written: memory stays flat whatever the file's
+    // size. A bad file (not UTF-8, no phone column) is refused by the reader before its first
+    // batch.
     let (out, mut batches) = tokio::sync::mpsc::channel(1);
     let path = path.to_path_buf();
     let reader = tokio::task::spawn_blocking(move || {
@@ -642,7 +643,7 @@ async fn import(
         }
     });
     let lanes = writer.lanes();
-    let mut writing = futures::stream::FuturesOrdered::<Writing<'_>>::new();
+    let mut writing = futures::stream::FuturesOrdered::<Writing>::new();
     let mut reading = true;
     loop {
         tokio::select! {

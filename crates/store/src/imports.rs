@@ -177,19 +177,20 @@ impl Db {
         // cost PostgreSQL a tenth of its time, for a race (another writer adding one of these
         // phones since we looked) that almost never happens. When it does, the unique index
         // refuses the batch, and it is written again the careful way.
-        let inserts = match expect {
+        let mut inserts = match expect {
             Expect::New => Inserts::Blind,
             Expect::Unknown => Inserts::Plain,
         };
-        match self
-            .try_upsert_contacts(tenant, rows, update, extra_tags, now, inserts)
-            .await
-        {
-            Err(StoreError::Conflict(_)) => {
-                self.try_upsert_contacts(tenant, rows, update, extra_tags, now, Inserts::Checked)
-                    .await
+        loop {
+            match self
+                .try_upsert_contacts(tenant, rows, update, extra_tags, now, inserts)
+                .await
+            {
+                Err(StoreError::Conflict(_)) if !matches!(inserts, Inserts::Checked) => {
+                    inserts = Inserts::Checked
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 
@@ -243,17 +244,16 @@ impl Db {
         // SQLite a VALUES list. Both return what they inserted.
         let inserted: Vec<(String, ContactId)> = match &mut tx {
             _ if blind.is_some() => blind.take().unwrap_or_default(),
-            // The plain road is a COPY: no plan, no arrays to unpack, rows written to the heap
-            // a page at a time. The ids are ours, so nothing needs returning.
             Tx::Postgres(t) if !new.is_empty() && !matches!(inserts, Inserts::Checked) => {
                 copy_contacts(t, tenant, &new, now).await?
             }
+            // The careful road, after a race: each row checked, what went in returned.
             Tx::Postgres(t) if !new.is_empty() => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                sqlx::query_as(
                     "insert into contacts (tenant_id, id, phone, wa_id, name, email, language, birthday, attributes, created_at, updated_at)
                      select $1, v.*, $10, $10 from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[]::jsonb[]) as v
-                     {on_conflict} returning phone, id",
-                )))
+                     on conflict (tenant_id, phone) do nothing returning phone, id",
+                )
                 .bind(tenant)
                 .bind(new.iter().map(|_| ContactId::new().0).collect::<Vec<_>>())
                 .bind(new.iter().map(|r| r.phone.as_str()).collect::<Vec<_>>())
@@ -265,8 +265,7 @@ impl Db {
                 .bind(new.iter().map(|r| attributes_json(r)).collect::<Vec<_>>())
                 .bind(now)
                 .fetch_all(&mut **t)
-                .await
-                .map_err(crate::conflict_on_unique("phone"))?
+                .await?
             }
             Tx::Postgres(_) => vec![],
             Tx::Sqlite(t) => {
@@ -300,8 +299,6 @@ impl Db {
             }
         };
         out.created = inserted.len() as i64;
-        let created: std::collections::HashSet<ContactId> =
-            inserted.iter().map(|(_, id)| *id).collect();
         ids.extend(inserted.into_iter().map(|(p, id)| (p, (id, false))));
         // A phone another writer inserted meanwhile is an existing contact like the others.
         let raced: Vec<&ImportRow> = new
@@ -388,9 +385,9 @@ impl Db {
                 }
             }
         }
-        // Contacts this batch created have no tags yet: their tags go in plainly, without a
-        // conflict check each.
-        let on_conflict = if tag_rows.iter().all(|(c, _)| created.contains(c)) {
+        // When every tagged contact is one this batch created (none was updated or restored),
+        // none has tags yet: the tags go in plainly, without a conflict check each.
+        let on_conflict = if upd.is_empty() {
             ""
         } else {
             " on conflict do nothing"
