@@ -47,6 +47,8 @@ pub struct Inner {
     pub wake_dispatch: Arc<tokio::sync::Notify>,
     pub wake_webhooks: Arc<tokio::sync::Notify>,
     pub wake_campaigns: Arc<tokio::sync::Notify>,
+    /// Stores webhook POSTs (together when they arrive together) for the engine.
+    pub webhook_intake: pinglayer_engine::webhook_intake::WebhookIntake,
     /// Decrypted per-number app secrets by phone_number_id, for webhook signatures.
     pub number_secrets: Mutex<HashMap<String, CachedSecret>>,
     /// Smart-link clicks waiting to be written, and the redirect's lookups.
@@ -66,6 +68,7 @@ pub struct EngineLink {
     pub wake_dispatch: Arc<tokio::sync::Notify>,
     pub wake_webhooks: Arc<tokio::sync::Notify>,
     pub wake_campaigns: Arc<tokio::sync::Notify>,
+    pub webhook_intake: pinglayer_engine::webhook_intake::WebhookIntake,
     pub clicks: pinglayer_engine::clicks::Clicks,
 }
 
@@ -108,6 +111,7 @@ impl ApiContext {
             wake_dispatch: engine.wake_dispatch,
             wake_webhooks: engine.wake_webhooks,
             wake_campaigns: engine.wake_campaigns,
+            webhook_intake: engine.webhook_intake,
             number_secrets: Mutex::new(HashMap::new()),
             clicks: engine.clicks,
             link_cache: Default::default(),

@@ -17,6 +17,7 @@ pub mod clicks;
 pub mod dispatcher;
 pub mod housekeeping;
 pub mod imports;
+pub mod webhook_intake;
 pub mod webhooks;
 
 use pinglayer_domain::{Clock, crypto::Cipher};
@@ -36,6 +37,8 @@ pub struct Engine {
     /// Poked when there is new work (a message queued, a webhook stored), so the loops need not
     /// wait for their next poll.
     pub wake: Wake,
+    /// Webhook POSTs stored together and handed to this process's applier.
+    pub intake: webhook_intake::WebhookIntake,
     pub(crate) pacing: dispatcher::Pacing,
     pub(crate) lanes: dispatcher::Lanes,
     pub(crate) plans: campaigns::Plans,
@@ -92,6 +95,7 @@ impl Engine {
             clock,
             whatsapp,
             cipher,
+            intake: webhook_intake::WebhookIntake::new(config.lease),
             config,
             wake: Wake::default(),
             pacing: Default::default(),

@@ -57,10 +57,16 @@ impl Engine {
     pub async fn apply_webhooks_once(&self) -> anyhow::Result<Round> {
         let now = self.clock.now();
         let lease = chrono::Duration::from_std(self.config.lease)?;
-        let events = self
-            .db
-            .claim_webhook_events(self.config.webhook_batch, lease, now)
-            .await?;
+        // Events this process stored are handed over in memory; the table is looked at for
+        // the rest (other processes', retried ones, ones whose holder died).
+        let batch = self.config.webhook_batch.max(1);
+        let mut events = self.intake.take(batch as usize);
+        if self.intake.claim_due(events.len(), self.config.poll) {
+            let room = batch - events.len() as i64;
+            if room > 0 {
+                events.extend(self.db.claim_webhook_events(room, lease, now).await?);
+            }
+        }
         let mut round = Round {
             events: events.len(),
             ..Default::default()
@@ -370,6 +376,7 @@ impl Engine {
 
     pub(crate) async fn webhook_loop(self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
+        self.intake.set_applier(true);
         loop {
             let n = match self.apply_webhooks_once().await {
                 Ok(r) => r.events,
@@ -382,7 +389,13 @@ impl Engine {
                 continue;
             }
             tokio::select! {
-                _ = &mut stop => return,
+                _ = &mut stop => {
+                    let left: Vec<_> = self.intake.set_applier(false).into_iter().map(|e| e.id).collect();
+                    if let Err(e) = self.db.release_webhook_events(&left).await {
+                        tracing::warn!(error = %e, "handed webhook events not released; their lease runs out");
+                    }
+                    return;
+                }
                 _ = self.wake.webhooks.notified() => {}
                 _ = tokio::time::sleep(self.config.poll) => {}
             }

@@ -159,6 +159,7 @@ impl Application {
             wake_dispatch: engine.wake.dispatch.clone(),
             wake_webhooks: engine.wake.webhooks.clone(),
             wake_campaigns: engine.wake.campaigns.clone(),
+            webhook_intake: engine.intake.clone(),
             clicks: pinglayer_engine::clicks::Clicks::new(settings.geoip_db.as_deref())?,
         };
         let ctx = ApiContext::new(db, settings, clock, Some(metrics_handle()), link)?;

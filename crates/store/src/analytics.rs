@@ -5,13 +5,13 @@
 //! messages.
 //!
 //! Outbound milestones are counted like campaign counters: a message moving from rank `old` to
-//! a status counts every milestone it crossed, once (see [`note_moves`]).
+//! a status counts every milestone it crossed, once (see [`note_moved`]).
 
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use pinglayer_domain::{MessageId, MessageStatus, NumberId, TenantId};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use crate::{Db, Result, Tx, on_db, on_tx};
+use crate::{Db, Result, Tx, campaigns::HeldMap, on_db, on_tx};
 
 /// The number a rollup row has when it is about no number (contacts, consent).
 pub const NO_NUMBER: uuid::Uuid = uuid::Uuid::nil();
@@ -73,81 +73,76 @@ pub fn crossed(old: i32, new: MessageStatus) -> Vec<&'static str> {
     out
 }
 
-/// Counts the milestones that outbound messages crossed in this transaction: `moves` are
-/// (tenant, message, rank before, status reached). The sending number and category come from
-/// the messages themselves; one statement per rollup for the whole batch.
-pub(crate) async fn note_moves(
+/// Counts the milestones that outbound messages crossed in this transaction, given what each
+/// message was before it (rank, number, category: read when it was locked, so the rollups need
+/// no second look at the messages). Summed per rollup row here; one statement per rollup.
+pub(crate) async fn note_moved(
     tx: &mut Tx,
-    moves: &[(TenantId, MessageId, i32, MessageStatus)],
+    before: &HeldMap,
+    moved: &[(TenantId, MessageId, MessageStatus)],
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let rows: Vec<(TenantId, MessageId, &'static str)> = moves
-        .iter()
-        .flat_map(|(t, m, old, new)| crossed(*old, *new).into_iter().map(move |x| (*t, *m, x)))
-        .collect();
-    if rows.is_empty() {
+    let mut daily: BTreeMap<(TenantId, &'static str, uuid::Uuid, &str), i64> = BTreeMap::new();
+    for (t, m, s) in moved {
+        let Some(h) = before.get(&(*t, *m)) else {
+            continue;
+        };
+        for x in crossed(h.status_rank, *s) {
+            let category = h.category.as_deref().unwrap_or("");
+            *daily.entry((*t, x, h.number_id, category)).or_default() += 1;
+        }
+    }
+    if daily.is_empty() {
         return Ok(());
     }
     let day = now.date_naive();
-    // Rows are written in key order (here and in the hourly sums below), so concurrent
-    // transactions bumping the same rollups lock them in the same order. PostgreSQL takes the
-    // whole batch as arrays in one statement; SQLite (one writer: no lock order to keep) a
-    // VALUES list per chunk.
-    const INSERT: &str =
-        " insert into analytics_daily (tenant_id, day, metric, number_id, category, n)
-         select m.tenant_id, ";
-    const REST: &str = ", v.metric, m.number_id, coalesce(m.category, ''), count(*)
-         from v join messages m on m.tenant_id = v.tid and m.id = v.mid where true
-         group by m.tenant_id, v.metric, m.number_id, coalesce(m.category, '')
-         order by 1, 3, 4, 5
-         on conflict (tenant_id, day, metric, number_id, category) do update set n = analytics_daily.n + excluded.n";
+    // Rows are written in key order (the map's, here and in the hourly sums below), so
+    // concurrent transactions bumping the same rollups lock them in the same order.
+    const UPSERT: &str = "on conflict (tenant_id, day, metric, number_id, category) do update set n = analytics_daily.n + excluded.n";
     match tx {
         Tx::Postgres(t) => {
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "with v (tid, mid, metric) as (select * from unnest($1::uuid[], $2::uuid[], $3::text[])){INSERT}$4{REST}"
+                "insert into analytics_daily (tenant_id, day, metric, number_id, category, n)
+                 select v.tid, $1, v.metric, v.number_id, v.category, v.n
+                 from unnest($2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::int8[]) as v (tid, metric, number_id, category, n)
+                 order by 1, 3, 4, 5 {UPSERT}"
             )))
-            .bind(rows.iter().map(|r| r.0.0).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.1.0).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
             .bind(day)
+            .bind(daily.keys().map(|k| k.0.0).collect::<Vec<_>>())
+            .bind(daily.keys().map(|k| k.1).collect::<Vec<_>>())
+            .bind(daily.keys().map(|k| k.2).collect::<Vec<_>>())
+            .bind(daily.keys().map(|k| k.3).collect::<Vec<_>>())
+            .bind(daily.values().copied().collect::<Vec<_>>())
             .execute(&mut **t)
             .await?;
         }
         Tx::Sqlite(t) => {
-            for chunk in rows.chunks(500) {
-                let mut qb = sqlx::QueryBuilder::new("with v (tid, mid, metric) as (");
-                qb.push_values(chunk, |mut b, (t, m, x)| {
-                    b.push_bind(*t).push_bind(*m).push_bind(*x);
+            let rows: Vec<_> = daily.iter().collect();
+            for chunk in rows.chunks(100) {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "insert into analytics_daily (tenant_id, day, metric, number_id, category, n) ",
+                );
+                qb.push_values(chunk, |mut b, ((t, x, number, category), n)| {
+                    b.push_bind(*t)
+                        .push_bind(day)
+                        .push_bind(*x)
+                        .push_bind(*number)
+                        .push_bind(*category)
+                        .push_bind(**n);
                 });
-                qb.push(")").push(INSERT).push_bind(day).push(REST);
+                qb.push(" ").push(UPSERT);
                 qb.build().execute(&mut **t).await?;
             }
         }
     }
-    let mut hourly: HashMap<(TenantId, &'static str), i64> = HashMap::new();
-    for (t, _, x) in &rows {
-        *hourly.entry((*t, x)).or_default() += 1;
+    let mut hourly: BTreeMap<(TenantId, &'static str), i64> = BTreeMap::new();
+    for ((t, x, _, _), n) in &daily {
+        *hourly.entry((*t, x)).or_default() += n;
     }
-    let mut hourly: Vec<_> = hourly.into_iter().collect();
-    hourly.sort_by_key(|((t, x), _)| (t.0, *x));
     for ((t, x), n) in hourly {
         bump_hour(tx, t, x, n, now).await?;
     }
     Ok(())
-}
-
-/// [`note_moves`] for messages that moved in a transaction, given their ranks before it.
-pub(crate) async fn note_moved(
-    tx: &mut Tx,
-    before: &HashMap<(TenantId, MessageId), (i32, Option<pinglayer_domain::RunId>)>,
-    moved: &[(TenantId, MessageId, MessageStatus)],
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let moves: Vec<_> = moved
-        .iter()
-        .filter_map(|(t, m, s)| before.get(&(*t, *m)).map(|(rank, _)| (*t, *m, *rank, *s)))
-        .collect();
-    note_moves(tx, &moves, now).await
 }
 
 async fn bump_hour(

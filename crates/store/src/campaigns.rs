@@ -220,23 +220,38 @@ impl RunDeltas {
     }
 }
 
-/// Locks the given messages (PostgreSQL: `FOR UPDATE`, in key order) and returns each one's
-/// rank and run before a change, so counters can be moved exactly once per transition.
+/// What a transaction needs to know about a message before it moves it: its rank (counters
+/// move once per transition), its run, and its number and category (the analytics rollups).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct Held {
+    pub tenant_id: TenantId,
+    pub id: pinglayer_domain::MessageId,
+    pub status_rank: i32,
+    pub run_id: Option<RunId>,
+    pub number_id: uuid::Uuid,
+    pub category: Option<String>,
+}
+
+pub(crate) type HeldMap = HashMap<(TenantId, pinglayer_domain::MessageId), Held>;
+
+/// Locks the given messages (PostgreSQL: `FOR UPDATE`, in key order) and returns what each
+/// one was before a change (see [`Held`]).
 pub(crate) async fn lock_ranks(
     tx: &mut Tx,
     keys: &[(TenantId, pinglayer_domain::MessageId)],
-) -> Result<HashMap<(TenantId, pinglayer_domain::MessageId), (i32, Option<RunId>)>> {
+) -> Result<HeldMap> {
     let mut out = HashMap::with_capacity(keys.len());
     if keys.is_empty() {
         return Ok(out);
     }
-    let rows: Vec<(TenantId, pinglayer_domain::MessageId, i32, Option<RunId>)> = match tx {
+    const COLUMNS: &str = "m.tenant_id, m.id, m.status_rank, m.run_id, m.number_id, m.category";
+    let rows: Vec<Held> = match tx {
         Tx::Postgres(t) => {
-            sqlx::query_as(
-                "select m.tenant_id, m.id, m.status_rank, m.run_id from messages m
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "select {COLUMNS} from messages m
                  join unnest($1::uuid[], $2::uuid[]) as v (tid, mid) on m.tenant_id = v.tid and m.id = v.mid
-                 order by m.tenant_id, m.id for update of m",
-            )
+                 order by m.tenant_id, m.id for update of m"
+            )))
             .bind(keys.iter().map(|k| k.0.0).collect::<Vec<_>>())
             .bind(keys.iter().map(|k| k.1.0).collect::<Vec<_>>())
             .fetch_all(&mut **t)
@@ -249,17 +264,16 @@ pub(crate) async fn lock_ranks(
                 qb.push_values(chunk, |mut b, (t, m)| {
                     b.push_bind(*t).push_bind(*m);
                 });
-                qb.push(
-                    ") select m.tenant_id, m.id, m.status_rank, m.run_id from messages m
-                     join v on m.tenant_id = v.tid and m.id = v.mid",
-                );
-                rows.extend(qb.build_query_as::<(TenantId, pinglayer_domain::MessageId, i32, Option<RunId>)>().fetch_all(&mut **t).await?);
+                qb.push(") select ")
+                    .push(COLUMNS)
+                    .push(" from messages m join v on m.tenant_id = v.tid and m.id = v.mid");
+                rows.extend(qb.build_query_as::<Held>().fetch_all(&mut **t).await?);
             }
             rows
         }
     };
-    for (t, m, rank, run) in rows {
-        out.insert((t, m), (rank, run));
+    for h in rows {
+        out.insert((h.tenant_id, h.id), h);
     }
     Ok(out)
 }
@@ -707,7 +721,7 @@ impl Db {
                     .bind(tenant).bind(id).fetch_all(c).await)?;
                 let sql = format!(
                     "update messages set status = 'failed', status_rank = 5, failed_at = $3, updated_at = $3,
-                        error_title = 'campaign_cancelled', lease_until = null
+                        error_title = 'campaign_cancelled', lease_until = null, next_attempt_at = null
                      where tenant_id = $1 and {RUNS} and status = 'queued'"
                 );
                 on_tx!(&mut tx, c => sqlx::query(sqlx::AssertSqlSafe(sql.clone()))

@@ -102,7 +102,7 @@ pub struct Claimed {
 }
 
 /// What an acceptance changes, from a row `v (wamid, content, preview)` and `$6` = now.
-const ACCEPT_SET: &str = "set wamid = v.wamid, lease_until = null, updated_at = $6,
+const ACCEPT_SET: &str = "set wamid = v.wamid, lease_until = null, next_attempt_at = null, updated_at = $6,
     status = case when messages.status_rank < 2 then 'sent' else messages.status end,
     sent_at = coalesce(messages.sent_at, $6),
     status_rank = case when messages.status_rank < 2 then 2 else messages.status_rank end,
@@ -504,10 +504,10 @@ impl Db {
         let mut deltas = RunDeltas::default();
         let mut events = Vec::new();
         for k in &keys {
-            if let Some((rank, run)) = before.get(k)
-                && *rank < 2
+            if let Some(h) = before.get(k)
+                && h.status_rank < 2
             {
-                deltas.note(k.0, *run, *rank, MessageStatus::Sent);
+                deltas.note(k.0, h.run_id, h.status_rank, MessageStatus::Sent);
                 events.push((k.0, k.1, MessageStatus::Sent, now, None, None));
             }
         }
@@ -561,7 +561,7 @@ impl Db {
         let mut tx = self.begin().await?;
         let before = lock_ranks(&mut tx, &[(tenant, id)]).await?;
         let n = on_tx!(&mut tx, c => sqlx::query(
-            "update messages set status = 'failed', status_rank = 5, lease_until = null, failed_at = $6,
+            "update messages set status = 'failed', status_rank = 5, lease_until = null, next_attempt_at = null, failed_at = $6,
                 error_code = $3, error_title = $4, error_detail = $5, updated_at = $6
              where tenant_id = $1 and id = $2 and status_rank < 5",
         )
@@ -587,9 +587,9 @@ impl Db {
                 )],
             )
             .await?;
-            if let Some((rank, run)) = before.get(&(tenant, id)) {
+            if let Some(h) = before.get(&(tenant, id)) {
                 let mut deltas = RunDeltas::default();
-                deltas.note(tenant, *run, *rank, MessageStatus::Failed);
+                deltas.note(tenant, h.run_id, h.status_rank, MessageStatus::Failed);
                 deltas.apply(&mut tx, now).await?;
             }
             crate::analytics::note_moved(
@@ -725,7 +725,7 @@ impl Db {
                 error_code = case when v.st = 'failed' then v.ecode else messages.error_code end,
                 error_title = case when v.st = 'failed' then v.etitle else messages.error_title end,
                 error_detail = case when v.st = 'failed' then v.edetail else messages.error_detail end,
-                lease_until = null";
+                lease_until = null, next_attempt_at = null";
         // Inbound messages (`received`, the highest rank) never pass the forward-only check. No
         // `direction` test here: it matches the partial index on outbound messages, which
         // PostgreSQL then believed small enough to scan whole (see `Tx::keyed_plans`).
@@ -809,8 +809,8 @@ impl Db {
         let mut deltas = RunDeltas::default();
         for (t, m, s) in moved {
             if let Ok(s) = s.parse() {
-                if let Some((rank, run)) = before.get(&(t, m)) {
-                    deltas.note(t, *run, *rank, s);
+                if let Some(h) = before.get(&(t, m)) {
+                    deltas.note(t, h.run_id, h.status_rank, s);
                 }
                 applied.moved.push((t, m, s));
             }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use pinglayer_domain::WebhookEventId;
 
-use crate::{Db, Result, on_db};
+use crate::{Db, Result, Tx, on_db};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WebhookEvent {
@@ -17,25 +17,69 @@ pub struct WebhookEvent {
 }
 
 impl Db {
-    pub async fn store_webhook_event(
+    /// Stores webhook POSTs as received, several in one statement (and one commit). With
+    /// `lease_until`, the events are stored already leased to the caller (one attempt taken),
+    /// which applies them from memory; otherwise they wait to be claimed.
+    pub async fn store_webhook_events(
         &self,
-        scope: &str,
-        body: &str,
+        received: Vec<(String, String)>,
+        lease_until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
-    ) -> Result<WebhookEventId> {
-        let id = WebhookEventId::new();
-        on_db!(self, p => sqlx::query(
-            "insert into webhook_events (id, received_at, scope, body, status, attempts, next_attempt_at)
-             values ($1, $2, $3, $4, 'pending', 0, $2)",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(scope)
-        .bind(body)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
-        Ok(id)
+    ) -> Result<Vec<WebhookEvent>> {
+        let attempts = i32::from(lease_until.is_some());
+        let events: Vec<WebhookEvent> = received
+            .into_iter()
+            .map(|(scope, body)| WebhookEvent {
+                id: WebhookEventId::new(),
+                received_at: now,
+                scope,
+                body,
+                attempts,
+            })
+            .collect();
+        if events.is_empty() {
+            return Ok(events);
+        }
+        match self {
+            Db::Postgres(p) => {
+                sqlx::query(
+                    "insert into webhook_events (id, received_at, scope, body, status, attempts, next_attempt_at, lease_until)
+                     select id, $1, scope, body, 'pending', $2, $1, $3 from unnest($4::uuid[], $5::text[], $6::text[]) as v (id, scope, body)",
+                )
+                .bind(now)
+                .bind(attempts)
+                .bind(lease_until)
+                .bind(events.iter().map(|e| e.id).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.scope.as_str()).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.body.as_str()).collect::<Vec<_>>())
+                .execute(p)
+                .await?;
+            }
+            Db::Sqlite(_) => {
+                let mut tx = self.begin().await?;
+                let Tx::Sqlite(t) = &mut tx else {
+                    unreachable!("a SQLite database begins SQLite transactions")
+                };
+                for chunk in events.chunks(100) {
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "insert into webhook_events (id, received_at, scope, body, status, attempts, next_attempt_at, lease_until) ",
+                    );
+                    qb.push_values(chunk, |mut b, e| {
+                        b.push_bind(e.id)
+                            .push_bind(now)
+                            .push_bind(e.scope.as_str())
+                            .push_bind(e.body.as_str())
+                            .push_bind("pending")
+                            .push_bind(attempts)
+                            .push_bind(now)
+                            .push_bind(lease_until);
+                    });
+                    qb.build().execute(&mut **t).await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(events)
     }
 
     /// Leases up to `limit` pending events, oldest first (lease as in the outbox).
@@ -71,6 +115,22 @@ impl Db {
                 let mut qb = sqlx::QueryBuilder::new("update webhook_events set status = 'processed', lease_until = null, processed_at = ");
                 qb.push_bind(now);
                 qb.push(" where id in (");
+                let mut sep = qb.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build().execute(p).await.map(|r| r.rows_affected())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Gives leased events back to the table (the process holding them is stopping).
+    pub async fn release_webhook_events(&self, ids: &[WebhookEventId]) -> Result<()> {
+        for chunk in ids.chunks(500) {
+            on_db!(self, p => {
+                let mut qb = sqlx::QueryBuilder::new("update webhook_events set lease_until = null where status = 'pending' and id in (");
                 let mut sep = qb.separated(", ");
                 for id in chunk {
                     sep.push_bind(*id);

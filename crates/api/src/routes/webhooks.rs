@@ -173,10 +173,10 @@ async fn receive(
             "The signature does not match the payload.",
         ));
     };
-    let text = std::str::from_utf8(&body)
+    let text = String::from_utf8(body.into())
         .map_err(|_| ApiError::bad_request("malformed_json", "The body is not UTF-8."))?;
-    ctx.db
-        .store_webhook_event(&scope, text, ctx.clock.now())
+    ctx.webhook_intake
+        .store(&ctx.db, scope, text, ctx.clock.now())
         .await?;
     ctx.wake_webhooks.notify_one();
     metrics::counter!("webhook_received_total").increment(1);
