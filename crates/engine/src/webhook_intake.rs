@@ -42,6 +42,8 @@ struct Inner {
     claimed: Mutex<Option<Instant>>,
     /// How long a handed-over event belongs to this process.
     lease: Duration,
+    /// Statements written so far (each holding one or more POSTs).
+    writes: std::sync::atomic::AtomicU64,
 }
 
 fn answered(r: Result<Result<(), String>, oneshot::error::RecvError>) -> anyhow::Result<()> {
@@ -100,6 +102,7 @@ impl WebhookIntake {
         let lease_until =
             hand.then(|| now + chrono::Duration::from_std(self.0.lease).unwrap_or_default());
         let result = db.store_webhook_events(received, lease_until, now).await;
+        self.0.writes.fetch_add(1, Ordering::Relaxed);
         let answer = match result {
             Ok(events) => {
                 metrics::histogram!("webhook_intake_batch").record(events.len() as f64);
@@ -117,6 +120,11 @@ impl WebhookIntake {
         for a in answers {
             let _ = a.send(answer.clone());
         }
+    }
+
+    /// How many writes stored the POSTs so far (fewer than POSTs when they arrived together).
+    pub fn writes(&self) -> u64 {
+        self.0.writes.load(Ordering::Relaxed)
     }
 
     /// Up to `limit` events handed over, oldest first.

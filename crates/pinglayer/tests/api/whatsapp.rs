@@ -909,3 +909,108 @@ both!(
         o.sandbox.read_after = Duration::from_millis(40);
     }
 );
+
+/// Webhook POSTs that arrive while one is being written wait and are written together, each
+/// answered once its own row is stored: fifty at once take a few writes (the first alone, then
+/// those that queued behind it, in as many rounds as the join polls them in), and all fifty
+/// are there.
+async fn webhooks_arriving_together_are_stored_together(app: TestApp) {
+    let intake = &app.engine.intake;
+    let before = intake.writes();
+    let now = chrono::Utc::now();
+    let posts = (0..50).map(|i| {
+        intake.store(
+            &app.db,
+            "platform".to_string(),
+            format!(r#"{{"object":"whatsapp_business_account","entry":[],"n":{i}}}"#),
+            now,
+        )
+    });
+    for r in futures::future::join_all(posts).await {
+        r.expect("stored");
+    }
+    assert!(
+        intake.writes() - before <= 5,
+        "{} writes for 50 POSTs",
+        intake.writes() - before
+    );
+    let bodies: Vec<String> =
+        pinglayer_store::on_db!(&app.db, p => sqlx::query_scalar("select body from webhook_events")
+        .fetch_all(p)
+        .await)
+        .unwrap();
+    for i in 0..50 {
+        let n = format!(r#""n":{i}}}"#);
+        assert_eq!(
+            bodies.iter().filter(|b| b.ends_with(&n)).count(),
+            1,
+            "POST {i}"
+        );
+    }
+}
+both!(
+    webhooks_arriving_together_are_stored_together,
+    |o: &mut TestOptions| {
+        o.auto_engine = false;
+    }
+);
+
+/// Each status in its own POST, many at once (the sandbox posts them one by one): every POST is
+/// stored, handed to the running applier and applied; each message ends `read` with each state
+/// once in its history.
+async fn statuses_posted_one_by_one_are_all_applied(app: TestApp) {
+    let owner = app.register("Shop", "o@shop.test").await;
+    connect(&app, &owner).await;
+    approved_template(&app, &owner, "order_update").await;
+    let sends = (0..12).map(|i| {
+        app.post(
+            "/api/v1/messages",
+            Some(&owner.token),
+            json!({"to": format!("+9198765432{i:02}"), "template": {"name": "order_update", "language": "en", "parameters": ["A", "B"]}}),
+        )
+    });
+    let ids: Vec<String> = futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(|r| r.body["id"].as_str().expect("queued").to_string())
+        .collect();
+    for id in &ids {
+        wait_status(&app, &owner.token, id, "read").await;
+    }
+    eventually("every webhook applied", || async {
+        (app.db.pending_webhook_events().await.unwrap() == 0).then_some(())
+    })
+    .await;
+    let posted = app
+        .sandbox
+        .stats()
+        .webhooks_posted
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let (stored, processed): (i64, i64) = pinglayer_store::on_db!(&app.db, p => sqlx::query_as(
+        "select count(*), sum(case when status = 'processed' then 1 else 0 end) from webhook_events",
+    )
+    .fetch_one(p)
+    .await)
+    .unwrap();
+    assert_eq!(stored as u64, posted);
+    assert_eq!(processed, stored);
+    for id in &ids {
+        let m = app
+            .get(&format!("/api/v1/messages/{id}"), &owner.token)
+            .await;
+        let mut history: Vec<_> = m.body["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["status"].as_str().unwrap().to_string())
+            .collect();
+        history.sort();
+        assert_eq!(history, ["delivered", "read", "sent"], "{id}");
+    }
+}
+both!(
+    statuses_posted_one_by_one_are_all_applied,
+    |o: &mut TestOptions| {
+        o.sandbox.batch_size = 1;
+    }
+);
