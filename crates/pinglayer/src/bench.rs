@@ -297,6 +297,17 @@ pub(crate) async fn seed_contacts(
 }
 
 /// A CSV of `rows` contacts (`phone,name,email,language,city,tags`) in the temp directory.
+/// Row `i`'s tags: cycling over seven (not three) so that no tag goes with only one language.
+const CSV_TAGS: [&str; 7] = ["vip", "new", "gold;vip", "new;vip", "gold", "vip", "new"];
+
+/// How many rows of `contacts_csv(rows)` the bench's segment (language `hi`, tag `vip`, city
+/// `City 7`) matches, computed from the generator's rules, to check the count against.
+fn segment_matches(rows: usize) -> i64 {
+    (0..rows)
+        .filter(|i| i % 3 == 1 && i % 100 == 7 && CSV_TAGS[i % 7].split(';').any(|t| t == "vip"))
+        .count() as i64
+}
+
 pub(crate) fn contacts_csv(rows: usize) -> anyhow::Result<std::path::PathBuf> {
     use std::io::Write;
     let path = std::env::temp_dir().join(format!("pinglayer-bench-{}.csv", uuid::Uuid::now_v7()));
@@ -310,7 +321,7 @@ pub(crate) fn contacts_csv(rows: usize) -> anyhow::Result<std::path::PathBuf> {
                 i,
                 ["en", "hi", "ta"][i % 3],
                 i % 100,
-                ["vip", "new", "gold;vip"][i % 3]
+                CSV_TAGS[i % 7]
             )?;
         }
     }
@@ -405,8 +416,13 @@ pub async fn import(database_url: &str, rows: usize) -> anyhow::Result<()> {
         times.push(t.elapsed());
     }
     times.sort();
+    anyhow::ensure!(
+        n == segment_matches(rows),
+        "the segment counted {n} contacts, the generator made {} that match",
+        segment_matches(rows)
+    );
     println!(
-        "segment count (language = hi AND tag vip AND attributes.city = 'City 7') over {rows} contacts: {n} match; median {:.1?}, worst {:.1?} of 7",
+        "segment count (language = hi AND tag vip AND attributes.city = 'City 7') over {rows} contacts: {n} match (as generated); median {:.1?}, worst {:.1?} of 7",
         times[3], times[6]
     );
     Ok(())
