@@ -136,3 +136,11 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalJ
             .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))
     }
 }
+
+/// For PATCH bodies: distinguishes a missing field (`None`) from an explicit `null`
+/// (`Some(None)`), which clears the value.
+pub(crate) fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
+}

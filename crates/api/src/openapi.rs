@@ -16,6 +16,7 @@ use utoipa::{
     modifiers(&Security),
     tags(
         (name = "auth", description = "Sign-up, sign-in, tokens"),
+        (name = "tenant", description = "The business's own profile and settings"),
         (name = "users", description = "The tenant's team"),
         (name = "api-keys", description = "Keys for server-to-server calls"),
         (name = "admin", description = "Platform administration (superadmins)"),

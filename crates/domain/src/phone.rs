@@ -5,6 +5,18 @@ use phonenumber::{Mode, country};
 use serde::Serialize;
 use std::{fmt, str::FromStr};
 
+/// An ISO 3166 alpha-2 country code that phone numbering knows (`in` → `IN`).
+pub fn country_code(raw: &str) -> Result<String, FieldError> {
+    let c = raw.trim().to_ascii_uppercase();
+    match country::Id::from_str(&c) {
+        Ok(_) if c.len() == 2 => Ok(c),
+        _ => Err(FieldError::new(
+            "default_country",
+            "is not an ISO 3166 country code",
+        )),
+    }
+}
+
 /// A valid phone number in E.164 form (`+919812345678`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]

@@ -35,13 +35,20 @@ pub async fn import_contacts(
         Some("xlsx" | "xls" | "ods") => Format::Xlsx,
         _ => anyhow::bail!("give a .csv or .xlsx file"),
     };
-    // The importer deletes its input when done: work on a copy.
-    let work = std::env::temp_dir().join(format!(
-        "pinglayer-import-{}.{}",
-        uuid::Uuid::now_v7(),
-        if format == Format::Csv { "csv" } else { "xlsx" }
-    ));
+    // The importer deletes its input when done: work on a copy (with the file's own extension,
+    // by which the spreadsheet reader picks its parser).
+    let ext = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_lowercase)
+        .unwrap_or_default();
+    let work =
+        std::env::temp_dir().join(format!("pinglayer-import-{}.{ext}", uuid::Uuid::now_v7()));
     std::fs::copy(file, &work).with_context(|| format!("reading {}", file.display()))?;
+    let default_country = match default_country {
+        Some(c) => Some(pinglayer_domain::phone::country_code(&c)?),
+        None => t.default_country.clone(),
+    };
     let opts = ImportOptions {
         default_country,
         tags,

@@ -46,6 +46,7 @@ struct KeyAuthRow {
     t_name: String,
     t_status: String,
     t_is_platform: bool,
+    t_default_country: Option<String>,
     t_created_at: DateTime<Utc>,
     t_updated_at: DateTime<Utc>,
 }
@@ -113,7 +114,7 @@ impl Db {
             "select k.tenant_id, k.id, k.name, k.role, k.prefix, k.created_by, k.created_at,
                     k.expires_at, k.last_used_at, k.revoked_at,
                     t.slug as t_slug, t.name as t_name, t.status as t_status,
-                    t.is_platform as t_is_platform, t.created_at as t_created_at, t.updated_at as t_updated_at
+                    t.is_platform as t_is_platform, t.default_country as t_default_country, t.created_at as t_created_at, t.updated_at as t_updated_at
              from api_keys k join tenants t on t.id = k.tenant_id
              where k.key_hash = $1",
         )
@@ -132,6 +133,7 @@ impl Db {
                     name: r.t_name,
                     status,
                     is_platform: r.t_is_platform,
+                    default_country: r.t_default_country,
                     created_at: r.t_created_at,
                     updated_at: r.t_updated_at,
                 },

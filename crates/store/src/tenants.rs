@@ -17,9 +17,14 @@ pub struct Tenant {
     #[sqlx(try_from = "String")]
     pub status: TenantStatus,
     pub is_platform: bool,
+    /// ISO 3166 alpha-2: whose numbers phones written without `+` are (contacts, imports).
+    pub default_country: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
+
+/// The columns a [`Tenant`] is read from.
+const TCOLS: &str = "id, slug, name, status, is_platform, default_country, created_at, updated_at";
 
 /// Why a status move was refused.
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +55,10 @@ pub async fn create_in(
             format!("{base}-{}", &id.to_string()[24..])
         };
         let row: Option<Tenant> = on_tx!(tx, c => sqlx::query_as(
-            "insert into tenants (id, slug, name, status, is_platform, created_at, updated_at)
+            sqlx::AssertSqlSafe(format!("insert into tenants (id, slug, name, status, is_platform, created_at, updated_at)
              values ($1, $2, $3, $4, $5, $6, $6)
              on conflict (slug) do nothing
-             returning id, slug, name, status, is_platform, created_at, updated_at",
+             returning {TCOLS}")),
         )
         .bind(id)
         .bind(&slug)
@@ -76,8 +81,7 @@ pub async fn create_in(
 impl Db {
     pub async fn tenant(&self, id: TenantId) -> Result<Tenant> {
         on_db!(self, p => sqlx::query_as(
-            "select id, slug, name, status, is_platform, created_at, updated_at
-             from tenants where id = $1 and not is_platform",
+            sqlx::AssertSqlSafe(format!("select {TCOLS} from tenants where id = $1 and not is_platform")),
         )
         .bind(id)
         .fetch_one(p)
@@ -87,8 +91,7 @@ impl Db {
 
     pub async fn tenant_by_slug(&self, slug: &str) -> Result<Tenant> {
         on_db!(self, p => sqlx::query_as(
-            "select id, slug, name, status, is_platform, created_at, updated_at
-             from tenants where slug = $1 and not is_platform",
+            sqlx::AssertSqlSafe(format!("select {TCOLS} from tenants where slug = $1 and not is_platform")),
         )
         .bind(slug)
         .fetch_one(p)
@@ -103,12 +106,12 @@ impl Db {
         status: Option<TenantStatus>,
     ) -> Result<Vec<Tenant>> {
         let rows = on_db!(self, p => sqlx::query_as(
-            "select id, slug, name, status, is_platform, created_at, updated_at
+            sqlx::AssertSqlSafe(format!("select {TCOLS}
              from tenants
              where not is_platform
                and ($1 is null or id < $1)
                and ($2 is null or status = $2)
-             order by id desc limit $3",
+             order by id desc limit $3")),
         )
         .bind(page.after.map(|c| c.0))
         .bind(status.map(|s| s.as_str()))
@@ -136,9 +139,9 @@ impl Db {
             .apply(action)
             .ok_or(TransitionError::Illegal(current.status))?;
         let row: Option<Tenant> = on_db!(self, p => sqlx::query_as(
-            "update tenants set status = $1, updated_at = $2
+            sqlx::AssertSqlSafe(format!("update tenants set status = $1, updated_at = $2
              where id = $3 and status = $4 and not is_platform
-             returning id, slug, name, status, is_platform, created_at, updated_at",
+             returning {TCOLS}")),
         )
         .bind(next.as_str())
         .bind(now)
@@ -149,13 +152,33 @@ impl Db {
         .map_err(StoreError::from)?;
         row.ok_or(TransitionError::Illegal(current.status))
     }
+
+    /// Changes a tenant's own settings (its profile's name and default country).
+    pub async fn update_tenant_settings(
+        &self,
+        id: TenantId,
+        name: &str,
+        default_country: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Tenant> {
+        on_db!(self, p => sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "update tenants set name = $2, default_country = $3, updated_at = $4
+             where id = $1 and not is_platform returning {TCOLS}"
+        )))
+        .bind(id)
+        .bind(name)
+        .bind(default_country)
+        .bind(now)
+        .fetch_one(p)
+        .await)
+        .map_err(Into::into)
+    }
 }
 
 /// The operator's tenant that holds superadmins, created on first use.
 pub async fn platform_tenant_in(tx: &mut Tx, now: DateTime<Utc>) -> Result<Tenant> {
     let existing: Option<Tenant> = on_tx!(tx, c => sqlx::query_as(
-        "select id, slug, name, status, is_platform, created_at, updated_at
-         from tenants where is_platform order by id limit 1",
+        sqlx::AssertSqlSafe(format!("select {TCOLS} from tenants where is_platform order by id limit 1")),
     )
     .fetch_optional(c)
     .await)?;

@@ -59,6 +59,7 @@ pub(crate) struct MemberRow {
     t_name: String,
     t_status: String,
     t_is_platform: bool,
+    t_default_country: Option<String>,
     t_created_at: DateTime<Utc>,
     t_updated_at: DateTime<Utc>,
 }
@@ -72,7 +73,7 @@ macro_rules! member_cols {
          u.role as u_role, u.password_hash as u_password_hash, u.created_at as u_created_at,
          u.updated_at as u_updated_at, u.last_login_at as u_last_login_at,
          t.slug as t_slug, t.name as t_name, t.status as t_status,
-         t.is_platform as t_is_platform, t.created_at as t_created_at, t.updated_at as t_updated_at"
+         t.is_platform as t_is_platform, t.default_country as t_default_country, t.created_at as t_created_at, t.updated_at as t_updated_at"
     };
 }
 
@@ -87,6 +88,7 @@ impl TryFrom<MemberRow> for Member {
                 name: r.t_name,
                 status: r.t_status.parse().map_err(bad)?,
                 is_platform: r.t_is_platform,
+                default_country: r.t_default_country,
                 created_at: r.t_created_at,
                 updated_at: r.t_updated_at,
             },

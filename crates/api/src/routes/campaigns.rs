@@ -543,7 +543,11 @@ async fn test_send(
         Ok(plan) => plan,
         Err(e) => return Err(ApiError::conflict("template_not_approved", e.to_string())),
     };
-    let phone = PhoneE164::parse(&req.to, req.default_country.as_deref())
+    let country = req
+        .default_country
+        .as_ref()
+        .or(p.tenant.default_country.as_ref());
+    let phone = PhoneE164::parse(&req.to, country.map(String::as_str))
         .map_err(|e| ApiError::field("to", e.message))?;
     let contact = ctx.db.contact_by_phone(tenant, phone.as_str()).await?;
     let empty = Value::Object(Default::default());

@@ -54,7 +54,8 @@ pub fn routes() -> OpenApiRouter<ApiContext> {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateContact {
-    /// Any common notation; without `+`, `default_country` says whose number it is.
+    /// Any common notation; without `+`, `default_country` (else the tenant's) says whose
+    /// number it is.
     pub phone: String,
     /// ISO 3166 alpha-2 (`IN`, `NG`…), for numbers given without a country code.
     pub default_country: Option<String>,
@@ -343,7 +344,11 @@ async fn create_contact(
     Json(req): Json<CreateContact>,
 ) -> ApiResult<(StatusCode, axum::Json<ContactView>)> {
     let mut c = Checks::new();
-    let phone = c.take(PhoneE164::parse(&req.phone, req.default_country.as_deref()));
+    let country = req
+        .default_country
+        .as_ref()
+        .or(p.tenant.default_country.as_ref());
+    let phone = c.take(PhoneE164::parse(&req.phone, country.map(String::as_str)));
     let f = fields(
         &mut c,
         req.name.as_deref(),

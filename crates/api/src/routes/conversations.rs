@@ -128,16 +128,9 @@ pub struct UpdateConversation {
     /// `open` or `closed`.
     pub status: Option<String>,
     /// A team member's id, or `null` to unassign.
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "crate::extract::double_option")]
     #[schema(value_type = Option<String>)]
     pub assignee_id: Option<Option<String>>,
-}
-
-/// Distinguishes a missing field (`None`) from an explicit `null` (`Some(None)`).
-fn double_option<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    serde::Deserialize::deserialize(d).map(Some)
 }
 
 /// Assign, unassign, open or close.

@@ -125,7 +125,13 @@ async fn start_import(
                         "Upload a .csv or .xlsx file.".into(),
                     ));
                 };
-                let ext = if format == Format::Csv { "csv" } else { "xlsx" };
+                // The reader picks its parser by extension: keep the spreadsheet's own.
+                let ext = match format {
+                    Format::Csv => "csv",
+                    _ if lower.ends_with(".xls") => "xls",
+                    _ if lower.ends_with(".ods") => "ods",
+                    _ => "xlsx",
+                };
                 let path = dir.join(format!("{}.{ext}", uuid::Uuid::now_v7()));
                 let mut out = tokio::fs::File::create(&path)
                     .await
@@ -179,10 +185,10 @@ async fn start_import(
     let Some((path, name, format)) = file else {
         return Err(ApiError::field("file", "is required"));
     };
-    if let Some(c) = &opts.default_country {
-        pinglayer_domain::PhoneE164::parse("+14155550100", Some(c))
-            .map_err(|_| ApiError::field("default_country", "is not an ISO 3166 country code"))?;
-    }
+    opts.default_country = match opts.default_country.take() {
+        Some(c) => Some(pinglayer_domain::phone::country_code(&c)?),
+        None => p.tenant.default_country.clone(),
+    };
     for t in &opts.tags {
         pinglayer_domain::contact::tag(t)?;
     }

@@ -15,6 +15,7 @@ pub mod messages;
 pub mod numbers;
 pub mod segments;
 pub mod templates;
+pub mod tenant;
 pub mod users;
 pub mod views;
 pub mod webhooks;
@@ -30,6 +31,7 @@ use crate::{ApiContext, ApiError, middleware, openapi::ApiDoc};
 fn api() -> OpenApiRouter<ApiContext> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::routes())
+        .merge(tenant::routes())
         .merge(users::routes())
         .merge(api_keys::routes())
         .merge(admin::routes())

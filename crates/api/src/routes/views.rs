@@ -14,6 +14,9 @@ pub struct TenantView {
     pub slug: String,
     pub name: String,
     pub status: TenantStatus,
+    /// ISO 3166 alpha-2, e.g. `IN`: whose numbers phones written without `+` are, when a
+    /// request or an import names no country.
+    pub default_country: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -24,6 +27,7 @@ impl From<&Tenant> for TenantView {
             slug: t.slug.clone(),
             name: t.name.clone(),
             status: t.status,
+            default_country: t.default_country.clone(),
             created_at: t.created_at,
         }
     }

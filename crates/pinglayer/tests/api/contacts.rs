@@ -689,3 +689,107 @@ async fn the_kept_list_follows_every_change(app: TestApp) {
     }
 }
 both!(the_kept_list_follows_every_change);
+
+/// A tenant's default country reads national numbers in new contacts and imports that name
+/// none; only owners change it; a request's own country still wins.
+async fn the_tenants_default_country_reads_national_numbers(app: TestApp) {
+    let owner = app.register("Jeweller", "o@jeweller.test").await;
+    let t = app.get("/api/v1/tenant", &owner.token).await;
+    assert_eq!(t.status, 200, "{:?}", t.body);
+    assert!(t.body["default_country"].is_null());
+    // Without a country, a national number cannot be read.
+    let r = app
+        .post(
+            "/api/v1/contacts",
+            Some(&owner.token),
+            json!({"phone": "098123 45678"}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+
+    let (agent, _) = app.member(&owner, "agent@jeweller.test", "agent").await;
+    let r = app
+        .patch("/api/v1/tenant", &agent, json!({"default_country": "IN"}))
+        .await;
+    assert_eq!(r.status, 403);
+    let r = app
+        .patch(
+            "/api/v1/tenant",
+            &owner.token,
+            json!({"default_country": "XX"}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.body["error"]["details"]["fields"][0]["field"], "default_country",
+        "{:?}",
+        r.body
+    );
+    let r = app
+        .patch(
+            "/api/v1/tenant",
+            &owner.token,
+            json!({"default_country": "in"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["default_country"], "IN");
+    assert_eq!(r.body["name"], "Jeweller", "a field not sent is kept");
+
+    // The same token, at once: its cached principal was dropped with the change.
+    let c = add(&app, &owner, json!({"phone": "098123 45678"})).await;
+    assert_eq!(c["phone"], "+919812345678");
+    let c = add(
+        &app,
+        &owner,
+        json!({"phone": "(415) 555-0100", "default_country": "US"}),
+    )
+    .await;
+    assert_eq!(c["phone"], "+14155550100", "the request's country wins");
+    let r = crate::imports::upload(
+        &app,
+        &owner,
+        "list.csv",
+        b"phone,name\n09812345679,Meera\n".to_vec(),
+        &[],
+    )
+    .await;
+    let job = crate::imports::finished(&app, &owner, &r).await;
+    assert_eq!(job["created"], 1, "{job:?}");
+    let found = app.get("/api/v1/contacts?q=Meera", &owner.token).await;
+    assert_eq!(
+        found.body["data"][0]["phone"], "+919812345679",
+        "{:?}",
+        found.body
+    );
+
+    // Another tenant is not affected; `null` clears it.
+    let other = app.register("Other", "o@other.test").await;
+    let r = app
+        .post(
+            "/api/v1/contacts",
+            Some(&other.token),
+            json!({"phone": "09812345670"}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    let r = app
+        .patch(
+            "/api/v1/tenant",
+            &owner.token,
+            json!({"default_country": null, "name": "Jeweller & Sons"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(r.body["default_country"].is_null());
+    assert_eq!(r.body["name"], "Jeweller & Sons");
+    let r = app
+        .post(
+            "/api/v1/contacts",
+            Some(&owner.token),
+            json!({"phone": "09812345671"}),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+}
+both!(the_tenants_default_country_reads_national_numbers);
