@@ -73,6 +73,15 @@ impl PhoneE164 {
         &self.0[1..]
     }
 
+    /// The number without its country calling code, as people write it at home less any
+    /// trunk prefix (`+919812345678` → `9812345678`).
+    pub fn national_digits(&self) -> String {
+        match phonenumber::parse(None, &self.0) {
+            Ok(n) => n.national().value().to_string(),
+            Err(_) => self.digits().to_string(),
+        }
+    }
+
     /// Trusted input (a value this type produced earlier, read back from storage).
     pub fn from_stored(s: String) -> Self {
         Self(s)
@@ -88,6 +97,14 @@ impl fmt::Display for PhoneE164 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn national_digits_drop_the_country_code() {
+        let p = PhoneE164::parse("+919812345678", None).unwrap();
+        assert_eq!(p.national_digits(), "9812345678");
+        let p = PhoneE164::parse("+14155550100", None).unwrap();
+        assert_eq!(p.national_digits(), "4155550100");
+    }
 
     #[test]
     fn parses_with_and_without_country() {

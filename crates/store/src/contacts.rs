@@ -192,6 +192,17 @@ impl Db {
         .map_err(Into::into)
     }
 
+    /// A contact the tenant still holds data on: live or soft-deleted, but not erased.
+    pub async fn contact_held(&self, tenant: TenantId, id: ContactId) -> Result<Contact> {
+        on_db!(self, p => sqlx::query_as(concat!("select ", contact_cols!(),
+            " from contacts c where c.tenant_id = $1 and c.id = $2 and c.phone not like 'erased:%'"))
+        .bind(tenant)
+        .bind(id)
+        .fetch_one(p)
+        .await)
+        .map_err(Into::into)
+    }
+
     /// The live contact with this phone (E.164), if any.
     pub async fn contact_by_phone(&self, tenant: TenantId, phone: &str) -> Result<Option<Contact>> {
         on_db!(self, p => sqlx::query_as(concat!("select ", contact_cols!(),
@@ -399,7 +410,8 @@ impl Db {
     }
 
     /// Erases a person for good (a data-protection request): their details, tags and consent
-    /// history go, and their messages keep only what statistics need (no content, no number).
+    /// history go, their messages keep only what statistics need (no content, no number), and
+    /// refused import rows and processed raw webhooks that hold their number are deleted.
     pub async fn erase_contact(
         &self,
         tenant: TenantId,
@@ -407,6 +419,16 @@ impl Db {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
+        let phone: Option<String> = on_tx!(&mut tx, c => sqlx::query_scalar(
+            "select phone from contacts where tenant_id = $1 and id = $2 and phone not like 'erased:%'",
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(c)
+        .await)?;
+        let Some(phone) = phone.map(PhoneE164::from_stored) else {
+            return Err(StoreError::NotFound);
+        };
         let n = on_tx!(&mut tx, c => sqlx::query(
             "update contacts set phone = $3, wa_id = null, name = null, email = null, language = null,
                 birthday = null, attributes = $4, consent = null, consent_at = null, consent_source = null,
@@ -435,6 +457,28 @@ impl Db {
         ] {
             on_tx!(&mut tx, c => sqlx::query(sql).bind(tenant).bind(id).execute(c).await.map(|r| r.rows_affected()))?;
         }
+        // Rows an import refused keep the raw line, which may hold the number in any notation:
+        // compared without the separators people write numbers with.
+        on_tx!(&mut tx, c => sqlx::query(
+            "delete from import_errors where tenant_id = $1
+               and (replace(replace(replace(replace(replace(raw, ' ', ''), '-', ''), '(', ''), ')', ''), '.', '') like $2
+                 or replace(replace(replace(replace(replace(raw, ' ', ''), '-', ''), '(', ''), ')', ''), '.', '') like $3)",
+        )
+        .bind(tenant)
+        .bind(format!("%{}%", phone.digits()))
+        .bind(format!("%{}%", phone.national_digits()))
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
+        // Meta's raw payloads name the person by `wa_id`/`from`/`recipient_id` (quoted digits).
+        // Pending ones are still to be applied; they go with the retention purge once processed.
+        on_tx!(&mut tx, c => sqlx::query(
+            "delete from webhook_events where status <> 'pending' and body like $1",
+        )
+        .bind(format!("%\"{}\"%", phone.digits()))
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
         tx.commit().await?;
         changed(tenant);
         Ok(())

@@ -213,6 +213,23 @@ impl Db {
         .map_err(Into::into)
     }
 
+    /// One contact's conversations (one per sending number), for their data export.
+    pub async fn contact_conversations(
+        &self,
+        tenant: TenantId,
+        contact: ContactId,
+    ) -> Result<Vec<InboxRow>> {
+        on_db!(self, p => sqlx::query_as(concat!("select ", ccols!(),
+            ", k.phone as contact_phone, k.name as contact_name
+             from conversations c join contacts k on k.tenant_id = c.tenant_id and k.id = c.contact_id
+             where c.tenant_id = $1 and c.contact_id = $2 order by c.id"))
+        .bind(tenant)
+        .bind(contact)
+        .fetch_all(p)
+        .await)
+        .map_err(Into::into)
+    }
+
     pub async fn conversation(&self, tenant: TenantId, id: ConversationId) -> Result<InboxRow> {
         on_db!(self, p => sqlx::query_as(concat!("select ", ccols!(),
             ", k.phone as contact_phone, k.name as contact_name

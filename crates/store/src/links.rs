@@ -113,6 +113,22 @@ pub struct NewClick {
     pub visitor: String,
 }
 
+/// One click of a known contact, as recorded (for their data export).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ContactClick {
+    pub at: DateTime<Utc>,
+    pub link_id: LinkId,
+    pub code: String,
+    pub campaign_id: Option<CampaignId>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub referrer: Option<String>,
+    pub device: String,
+    pub browser: String,
+    pub os: String,
+    pub country: Option<String>,
+}
+
 /// A link's figures: totals, per hour, and per device, browser, OS and country.
 #[derive(Debug, Clone, Default)]
 pub struct LinkStats {
@@ -163,6 +179,23 @@ impl Db {
             }
         }
         Err(last)
+    }
+
+    /// Every recorded click of one contact, oldest first.
+    pub async fn contact_clicks(
+        &self,
+        tenant: TenantId,
+        contact: ContactId,
+    ) -> Result<Vec<ContactClick>> {
+        on_db!(self, p => sqlx::query_as(
+            "select at, link_id, code, campaign_id, ip, user_agent, referrer, device, browser, os, country
+             from link_clicks where tenant_id = $1 and contact_id = $2 order by id",
+        )
+        .bind(tenant)
+        .bind(contact)
+        .fetch_all(p)
+        .await)
+        .map_err(Into::into)
     }
 
     pub async fn link(&self, tenant: TenantId, id: LinkId) -> Result<Link> {

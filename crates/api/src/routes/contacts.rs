@@ -486,11 +486,30 @@ pub struct ConsentEventView {
 pub struct ContactExport {
     pub contact: ContactView,
     pub consent_history: Vec<ConsentEventView>,
-    /// Every message to and from the person, newest first.
+    /// Every message to and from the person (campaign messages too), newest first.
     pub messages: Vec<MessageView>,
+    /// Their conversations in the inbox, one per sending number.
+    pub conversations: Vec<super::conversations::ConversationView>,
+    /// Every click on a smart link recorded as theirs, oldest first.
+    pub link_clicks: Vec<ClickView>,
 }
 
-/// Everything held about one person (a data-protection access request).
+#[derive(Serialize, ToSchema)]
+pub struct ClickView {
+    pub at: DateTime<Utc>,
+    pub link_id: String,
+    pub code: String,
+    pub campaign_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub referrer: Option<String>,
+    pub device: String,
+    pub browser: String,
+    pub os: String,
+    pub country: Option<String>,
+}
+
+/// Everything held about one person (a data-protection access request), soft-deleted or not.
 #[utoipa::path(get, path = "/api/v1/contacts/{id}/export", tag = "contacts", params(("id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = ContactExport), (status = 404, body = ErrorBody)))]
 async fn export_contact(
@@ -499,9 +518,13 @@ async fn export_contact(
     PathId(id): PathId<ContactId>,
 ) -> ApiResult<axum::Json<ContactExport>> {
     let t = p.tenant.id;
-    let c = ctx.db.contact(t, id).await?;
+    // A soft-deleted contact is still held (a re-import restores it), so it is exported too.
+    let c = ctx.db.contact_held(t, id).await?;
     let history = ctx.db.consent_history(t, id).await?;
     let messages = ctx.db.contact_messages(t, id).await?;
+    let conversations = ctx.db.contact_conversations(t, id).await?;
+    let clicks = ctx.db.contact_clicks(t, id).await?;
+    let now = ctx.clock.now();
     Ok(axum::Json(ContactExport {
         contact: one(&ctx, t, &c).await?,
         consent_history: history
@@ -514,6 +537,26 @@ async fn export_contact(
             })
             .collect(),
         messages: messages.iter().map(|m| MessageView::new(m, None)).collect(),
+        conversations: conversations
+            .iter()
+            .map(|r| super::conversations::view(r, now))
+            .collect(),
+        link_clicks: clicks
+            .into_iter()
+            .map(|k| ClickView {
+                at: k.at,
+                link_id: k.link_id.to_string(),
+                code: k.code,
+                campaign_id: k.campaign_id.map(|c| c.to_string()),
+                ip: k.ip,
+                user_agent: k.user_agent,
+                referrer: k.referrer,
+                device: k.device,
+                browser: k.browser,
+                os: k.os,
+                country: k.country,
+            })
+            .collect(),
     }))
 }
 

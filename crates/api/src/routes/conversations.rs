@@ -50,7 +50,7 @@ pub struct ConversationView {
     pub window_expires_at: Option<DateTime<Utc>>,
 }
 
-fn view(r: &InboxRow, now: DateTime<Utc>) -> ConversationView {
+pub(crate) fn view(r: &InboxRow, now: DateTime<Utc>) -> ConversationView {
     let c = &r.conversation;
     let expires = c.last_inbound_at.map(|at| at + Duration::hours(24));
     ConversationView {

@@ -793,3 +793,157 @@ async fn the_tenants_default_country_reads_national_numbers(app: TestApp) {
     assert_eq!(r.status, 422);
 }
 both!(the_tenants_default_country_reads_national_numbers);
+
+/// Export covers a soft-deleted person with their conversations; erasure leaves none of their
+/// number or words in messages, refused import rows or processed raw webhooks.
+async fn erasure_leaves_nothing_of_the_person(app: TestApp) {
+    let owner = app.register("Clinic", "o@clinic.test").await;
+    let r = app
+        .post("/api/v1/whatsapp/numbers", Some(&owner.token), json!({"waba_id": "200000000000001", "phone_number_id": "100000000000001", "display_phone_number": "+1 555-000-0001", "access_token": "sandbox-access-token"}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let c = add(
+        &app,
+        &owner,
+        json!({"phone": "+919812345678", "name": "Asha"}),
+    )
+    .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    let export_path = format!("/api/v1/contacts/{id}/export");
+    app.raw(app.client.post(format!("{}/sandbox/inbound", app.graph)).json(&json!({"phone_number_id": "100000000000001", "from": "919812345678", "text": "My report says sugar 140"})))
+        .await;
+    let mut export = app.get(&export_path, &owner.token).await;
+    for _ in 0..250 {
+        if export.body["messages"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        export = app.get(&export_path, &owner.token).await;
+    }
+    assert_eq!(
+        export.body["messages"].as_array().unwrap().len(),
+        1,
+        "{:?}",
+        export.body
+    );
+    assert_eq!(export.body["conversations"].as_array().unwrap().len(), 1);
+    assert_eq!(export.body["link_clicks"], json!([]));
+    // A refused import row holding the number in national notation.
+    let r = crate::imports::upload(
+        &app,
+        &owner,
+        "list.csv",
+        b"phone,name,email\n098123 45678,Asha,not-an-email\n".to_vec(),
+        &[("default_country", "IN")],
+    )
+    .await;
+    let job = crate::imports::finished(&app, &owner, &r).await;
+    assert_eq!(job["failed"], 1, "{job:?}");
+
+    // Soft-deleted: hidden, but still held, so still exported.
+    assert_eq!(
+        app.delete(&format!("/api/v1/contacts/{id}"), &owner.token)
+            .await
+            .status,
+        204
+    );
+    let export = app.get(&export_path, &owner.token).await;
+    assert_eq!(export.status, 200, "{:?}", export.body);
+    assert_eq!(export.body["contact"]["name"], "Asha");
+    assert_eq!(export.body["messages"].as_array().unwrap().len(), 1);
+
+    let held = |sql: &'static str| {
+        let db = app.db.clone();
+        async move {
+            match &db {
+                pinglayer_store::Db::Postgres(p) => sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(p)
+                    .await
+                    .unwrap(),
+                pinglayer_store::Db::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql)
+                    .fetch_one(p)
+                    .await
+                    .unwrap(),
+            }
+        }
+    };
+    let raw_webhooks = "select count(*) from webhook_events where body like '%919812345678%'";
+    let processed = "select count(*) from webhook_events where body like '%919812345678%' and status = 'processed'";
+    for _ in 0..250 {
+        if held(processed).await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        held(processed).await > 0,
+        "the inbound payload was stored and applied"
+    );
+    assert_eq!(held("select count(*) from import_errors").await, 1);
+
+    assert_eq!(
+        app.delete(&format!("/api/v1/contacts/{id}?erase=true"), &owner.token)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(app.get(&export_path, &owner.token).await.status, 404);
+    assert_eq!(held(raw_webhooks).await, 0, "no raw payload names them");
+    assert_eq!(
+        held("select count(*) from import_errors").await,
+        0,
+        "no refused row holds their number"
+    );
+    assert_eq!(
+        held("select count(*) from messages where content like '%sugar%' or preview like '%sugar%' or to_phone like '%9812345678%'").await,
+        0,
+        "their words and number are gone from messages"
+    );
+    assert_eq!(
+        held("select count(*) from messages").await,
+        1,
+        "the message itself stays counted"
+    );
+}
+both!(erasure_leaves_nothing_of_the_person);
+
+/// Raw webhook payloads (numbers, texts) are kept a week once applied; pending ones stay.
+async fn raw_webhooks_are_purged_after_their_retention(app: TestApp) {
+    use pinglayer_store::housekeeping::WEBHOOK_RETENTION_DAYS;
+    let now = chrono::Utc::now();
+    let stored = app
+        .db
+        .store_webhook_events(
+            vec![
+                ("platform".into(), r#"{"applied":"919812345678"}"#.into()),
+                ("platform".into(), r#"{"pending":"919812345679"}"#.into()),
+            ],
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    app.db
+        .finish_webhook_events(&[stored[0].id], now)
+        .await
+        .unwrap();
+    let count = || async { app.db.pending_webhook_events().await.unwrap() };
+    let day = chrono::Duration::days(1);
+    let p = app
+        .db
+        .purge_expired(now + day * (WEBHOOK_RETENTION_DAYS as i32) - day)
+        .await
+        .unwrap();
+    assert_eq!(p.webhook_events, 0, "younger than the retention: kept");
+    let p = app
+        .db
+        .purge_expired(now + day * (WEBHOOK_RETENTION_DAYS as i32) + day)
+        .await
+        .unwrap();
+    assert_eq!(p.webhook_events, 1, "the applied one goes");
+    assert_eq!(count().await, 1, "the pending one stays until applied");
+}
+both!(raw_webhooks_are_purged_after_their_retention);
