@@ -43,7 +43,8 @@ pub enum Condition {
     Exists(Field, bool),
     /// Numeric comparisons on attributes: `gt`, `gte`, `lt`, `lte`.
     Cmp(Field, Cmp, f64),
-    /// Dates: on or after / before an instant (RFC 3339 or `YYYY-MM-DD`).
+    /// Dates: on or after / before an instant (RFC 3339 or `YYYY-MM-DD`). On an attribute, the
+    /// day of an ISO 8601 value is compared with the instant's day (UTC); other values never match.
     After(Field, chrono::DateTime<chrono::Utc>),
     Before(Field, chrono::DateTime<chrono::Utc>),
     /// Dates within the last N days (evaluated when the segment is used).
@@ -125,6 +126,12 @@ fn date(v: &Value) -> Result<chrono::DateTime<chrono::Utc>, FieldError> {
         .map_err(|_| err(format!("{s:?} is not a date (YYYY-MM-DD or RFC 3339)")))
 }
 
+fn days(v: &Value) -> Result<i64, FieldError> {
+    v.as_i64()
+        .filter(|d| (0..=3650).contains(d))
+        .ok_or_else(|| err("within_days takes 0–3650"))
+}
+
 fn text(v: &Value) -> Result<String, FieldError> {
     v.as_str()
         .map(str::to_string)
@@ -204,15 +211,13 @@ impl Filter {
                     .ok_or_else(|| err("month is 1–12"))?;
                 Condition::BirthdayMonth(m as u32)
             }
+            // Attributes holding ISO 8601 dates (`2026-11-01`, or a timestamp) compare by day.
+            ("after", Field::Attribute(_)) => Condition::After(f, date(&value)?),
+            ("before", Field::Attribute(_)) => Condition::Before(f, date(&value)?),
+            ("within_days", Field::Attribute(_)) => Condition::WithinDays(f, days(&value)?),
             ("after", _) if is_date => Condition::After(f, date(&value)?),
             ("before", _) if is_date => Condition::Before(f, date(&value)?),
-            ("within_days", _) if is_date => Condition::WithinDays(
-                f,
-                value
-                    .as_i64()
-                    .filter(|d| (0..=3650).contains(d))
-                    .ok_or_else(|| err("within_days takes 0–3650"))?,
-            ),
+            ("within_days", _) if is_date => Condition::WithinDays(f, days(&value)?),
             (_, _) if is_date && !matches!(op, "exists" | "not_exists") => {
                 return Err(err("dates take after, before, within_days, exists"));
             }

@@ -225,6 +225,8 @@ struct Batch {
     /// Rows read, and rows refused, from the start of the file.
     total: i64,
     failed: i64,
+    /// Rows merged into an earlier row of this batch (same phone).
+    merged: i64,
 }
 
 /// Reads and parses the file on its own thread, so parsing the next batch overlaps writing
@@ -260,6 +262,7 @@ impl FileReader<'_> {
                 if let Some(i) = self.in_batch.get(&r.phone) {
                     // The same phone twice in the file: the later row wins, one contact.
                     b.rows[*i] = merge(b.rows[*i].clone(), r);
+                    b.merged += 1;
                 } else if self.seen.contains(&phone_number(&r.phone)) {
                     b.later.push(r);
                 } else {
@@ -451,8 +454,8 @@ impl Writer<'_> {
         } = w;
         self.fresh = o.created == b.rows.len() as i64;
         // Rows repeating a phone of an earlier batch update what that batch created.
-        let merged = self
-            .db
+        let repeats = b.later.len() as i64;
+        self.db
             .upsert_contacts(
                 self.tenant,
                 &dedupe(b.later),
@@ -465,7 +468,8 @@ impl Writer<'_> {
         self.progress.total = b.total;
         self.progress.failed = b.failed + self.refused;
         self.progress.created += o.created;
-        self.progress.updated += o.updated + merged.updated + merged.created;
+        self.progress.updated += o.updated;
+        self.progress.merged += b.merged + repeats;
         self.progress.skipped += o.skipped;
         self.progress.processed = self.progress.total;
         if !b.errors.is_empty() {

@@ -78,8 +78,8 @@ pub async fn import_contacts(
     loop {
         let j = db.import(t.id, job.id).await?;
         bar.set_message(format!(
-            "{} rows read — {} created, {} updated, {} skipped, {} refused",
-            j.total, j.created, j.updated, j.skipped, j.failed
+            "{} rows read — {} created, {} updated, {} skipped, {} merged, {} refused",
+            j.total, j.created, j.updated, j.skipped, j.merged, j.failed
         ));
         if run.is_finished() {
             bar.finish();
@@ -89,8 +89,8 @@ pub async fn import_contacts(
                 j.error.unwrap_or_default()
             );
             println!(
-                "import {}: {} created, {} updated, {} skipped, {} refused",
-                j.id, j.created, j.updated, j.skipped, j.failed
+                "import {}: {} created, {} updated, {} skipped, {} merged, {} refused",
+                j.id, j.created, j.updated, j.skipped, j.merged, j.failed
             );
             return Ok(());
         }

@@ -21,6 +21,7 @@ pub struct Import {
     pub updated: i64,
     pub skipped: i64,
     pub failed: i64,
+    pub merged: i64,
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -29,7 +30,7 @@ pub struct Import {
 
 macro_rules! icols {
     () => {
-        "tenant_id, id, status, filename, format, options, total, processed, created, updated, skipped, failed, error, created_at, started_at, finished_at"
+        "tenant_id, id, status, filename, format, options, total, processed, created, updated, skipped, failed, merged, error, created_at, started_at, finished_at"
     };
 }
 
@@ -60,6 +61,8 @@ pub struct Progress {
     pub updated: i64,
     pub skipped: i64,
     pub failed: i64,
+    /// Rows repeating a phone seen earlier in the file, merged into that row's contact.
+    pub merged: i64,
 }
 
 impl Db {
@@ -106,7 +109,7 @@ impl Db {
         let done = matches!(status, "completed" | "failed");
         on_db!(self, db => sqlx::query(
             "update imports set status = $3, total = $4, processed = $5, created = $6, updated = $7, skipped = $8,
-                failed = $9, error = coalesce($10, error), started_at = coalesce(started_at, $11),
+                failed = $9, merged = $13, error = coalesce($10, error), started_at = coalesce(started_at, $11),
                 finished_at = case when $12 then $11 else finished_at end
              where tenant_id = $1 and id = $2",
         )
@@ -122,6 +125,7 @@ impl Db {
         .bind(error)
         .bind(now)
         .bind(done)
+        .bind(p.merged)
         .execute(db)
         .await
         .map(|r| r.rows_affected()))?;

@@ -78,6 +78,14 @@ impl Sql<'_> {
         }
     }
 
+    /// An attribute's day (`YYYY-MM-DD`, the first ten characters of an ISO 8601 text) against
+    /// `t`'s day: ISO days compare as text. Values that do not start like a date never match.
+    fn attr_day(&mut self, k: &str, op: &str, t: DateTime<Utc>) -> String {
+        let e = self.attr_text(k);
+        let day = self.bind(Bind::Text(t.format("%Y-%m-%d").to_string()));
+        format!("(case when {e} like '____-__-__%' then substr({e}, 1, 10) end) {op} {day}")
+    }
+
     fn month_day(&self) -> &'static str {
         match self.backend {
             Backend::Postgres => "right(c.birthday, 5)",
@@ -168,6 +176,11 @@ impl Sql<'_> {
                 format!("{e} {} {}", op.sql(), self.bind(Bind::Num(*n)))
             }
             Condition::Cmp(..) => "false".into(),
+            Condition::After(Field::Attribute(k), t) => self.attr_day(k, ">=", *t),
+            Condition::Before(Field::Attribute(k), t) => self.attr_day(k, "<", *t),
+            Condition::WithinDays(Field::Attribute(k), d) => {
+                self.attr_day(k, ">=", self.now - Duration::days(*d))
+            }
             Condition::After(f, t) => {
                 format!("{} >= {}", Self::column(f), self.bind(Bind::Time(*t)))
             }

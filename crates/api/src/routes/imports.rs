@@ -46,6 +46,9 @@ pub struct ImportView {
     pub updated: i64,
     pub skipped: i64,
     pub failed: i64,
+    /// Rows that repeated a phone seen earlier in the file, merged into that contact (the later
+    /// row's fields win). `total` = created + updated + skipped + failed + merged.
+    pub merged: i64,
     /// 0–1; 1 when finished.
     pub progress: f64,
     /// Why a failed import failed (nothing was changed when the file itself was bad).
@@ -66,6 +69,7 @@ fn view(i: &Import) -> ImportView {
         updated: i.updated,
         skipped: i.skipped,
         failed: i.failed,
+        merged: i.merged,
         progress: if done {
             1.0
         } else if i.total > 0 {
