@@ -1014,3 +1014,159 @@ both!(
         o.sandbox.batch_size = 1;
     }
 );
+
+/// The texts the sandbox received for `to` (digits), in order.
+fn texts_sent_to(app: &TestApp, to: &str) -> Vec<String> {
+    app.sandbox
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.to == to)
+        .filter_map(|s| match &s.message.content {
+            pinglayer_whatsapp::types::Content::Text { text } => Some(text.body.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The Hindi built-in opt-out word `रोकें` opts the customer out, START opts them back in, and
+/// each change is confirmed to the customer once; a START that changes nothing is not.
+async fn hindi_stop_and_start_keep_consent_and_confirm(app: TestApp) {
+    let owner = app.register("Shop", "o@shop.test").await;
+    connect(&app, &owner).await;
+    let builtin = app.get("/api/v1/consent/keywords", &owner.token).await;
+    assert!(
+        builtin.body["builtin"]["opt_out"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w == "रोकें"),
+        "{:?}",
+        builtin.body
+    );
+    let r = app
+        .post(
+            "/api/v1/contacts",
+            Some(&owner.token),
+            json!({"phone": CUSTOMER, "name": "Asha", "consent": "opted_in"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let cpath = format!("/api/v1/contacts/{}", r.body["id"].as_str().unwrap());
+    let inbound = |text: &'static str| {
+        app.raw(
+            app.client
+                .post(format!("{}/sandbox/inbound", app.graph))
+                .json(&json!({"phone_number_id": PNID, "from": "919812345678", "text": text})),
+        )
+    };
+    let consent = |want: &'static str| {
+        let (app, path, token) = (&app, cpath.clone(), owner.token.clone());
+        async move {
+            eventually(&format!("consent {want}"), || async {
+                let c = app.get(&path, &token).await;
+                (c.body["consent"]["status"] == want).then_some(c.body)
+            })
+            .await
+        }
+    };
+
+    assert_eq!(inbound("रोकें").await.status, 200);
+    let c = consent("opted_out").await;
+    assert_eq!(c["consent"]["source"], "inbound_keyword", "{c}");
+    let texts = eventually("the opt-out confirmation", || async {
+        let t = texts_sent_to(&app, "919812345678");
+        (!t.is_empty()).then_some(t)
+    })
+    .await;
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].contains("Reply START"), "{texts:?}");
+
+    assert_eq!(inbound("START").await.status, 200);
+    let c = consent("opted_in").await;
+    assert_eq!(c["consent"]["source"], "inbound_keyword", "{c}");
+    let texts = eventually("the opt-in confirmation", || async {
+        let t = texts_sent_to(&app, "919812345678");
+        (t.len() >= 2).then_some(t)
+    })
+    .await;
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert!(
+        texts[1].contains("subscribed to our updates again"),
+        "{texts:?}"
+    );
+    // The confirmation is a message of the conversation, delivered to the customer (and read).
+    let out = app
+        .get("/api/v1/messages?direction=outbound", &owner.token)
+        .await;
+    let out = out.body["data"].as_array().unwrap().clone();
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert!(out.iter().all(|m| m["to"] == CUSTOMER), "{out:?}");
+    let confirm = out
+        .iter()
+        .find(|m| m["preview"].as_str().unwrap().contains("subscribed"))
+        .expect("the opt-in confirmation is listed");
+    wait_status(&app, &owner.token, confirm["id"].as_str().unwrap(), "read").await;
+
+    // The consent history records both keywords.
+    let export = app.get(&format!("{cpath}/export"), &owner.token).await;
+    let history: Vec<_> = export.body["consent_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["consent"].as_str().unwrap().to_string(),
+                e["source"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        history[history.len() - 2..],
+        [
+            ("opted_out".to_string(), "inbound_keyword".to_string()),
+            ("opted_in".to_string(), "inbound_keyword".to_string())
+        ],
+        "{:?}",
+        export.body
+    );
+
+    // START again changes nothing: recorded as a message, not confirmed again.
+    assert_eq!(inbound("start").await.status, 200);
+    let conv = app.get("/api/v1/conversations", &owner.token).await.body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually("the third inbound message", || async {
+        let m = app
+            .get(
+                &format!("/api/v1/conversations/{conv}/messages"),
+                &owner.token,
+            )
+            .await;
+        let inbound = m.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["direction"] == "inbound")
+            .count();
+        (inbound == 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.get("/api/v1/messages?direction=outbound", &owner.token)
+            .await
+            .body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "no second opt-in confirmation"
+    );
+    assert_eq!(
+        app.get(&cpath, &owner.token).await.body["consent"]["status"],
+        "opted_in"
+    );
+}
+both!(hindi_stop_and_start_keep_consent_and_confirm);
