@@ -88,6 +88,27 @@ impl Db {
         .map_err(Into::into)
     }
 
+    /// Marks failed the imports whose runner has written nothing since `silent_since` (their
+    /// process died or restarted mid-file; a live runner writes after every batch). What they
+    /// wrote stays; importing the file again with `skip` or `update` completes it.
+    pub async fn fail_interrupted_imports(
+        &self,
+        silent_since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        on_db!(self, p => sqlx::query(
+            "update imports set status = 'failed', finished_at = $2,
+                error = 'interrupted: the import stopped mid-file (its process ended); the rows counted were written, import the file again to finish'
+             where status in ('queued', 'running') and coalesce(heartbeat_at, created_at) < $1",
+        )
+        .bind(silent_since)
+        .bind(now)
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(Into::into)
+    }
+
     pub async fn import(&self, tenant: TenantId, id: ImportId) -> Result<Import> {
         on_db!(self, p => sqlx::query_as(concat!("select ", icols!(), " from imports where tenant_id = $1 and id = $2"))
             .bind(tenant)
@@ -110,6 +131,7 @@ impl Db {
         on_db!(self, db => sqlx::query(
             "update imports set status = $3, total = $4, processed = $5, created = $6, updated = $7, skipped = $8,
                 failed = $9, merged = $13, error = coalesce($10, error), started_at = coalesce(started_at, $11),
+                heartbeat_at = $11,
                 finished_at = case when $12 then $11 else finished_at end
              where tenant_id = $1 and id = $2",
         )

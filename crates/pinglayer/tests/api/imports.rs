@@ -992,3 +992,43 @@ async fn an_ods_spreadsheet_is_imported(app: TestApp) {
     assert_eq!(asha.body["data"][0]["phone"], "+919812345678");
 }
 both!(an_ods_spreadsheet_is_imported);
+
+/// An import whose process died mid-file does not stay `running` for ever: once silent for
+/// longer than any live runner is, housekeeping marks it failed with the reason; a live one stays.
+async fn an_interrupted_import_is_marked_failed(app: TestApp) {
+    use pinglayer_domain::Clock;
+    let owner = app.register("Shop", "o@shop.test").await;
+    let tenant: pinglayer_domain::TenantId = owner.tenant_id.parse().unwrap();
+    let opts = json!({});
+    let dead = app
+        .db
+        .create_import(tenant, "dead.csv", "csv", &opts, app.clock.now())
+        .await
+        .unwrap();
+    app.clock
+        .advance(pinglayer_engine::housekeeping::IMPORT_SILENCE + chrono::Duration::minutes(1));
+    let alive = app
+        .db
+        .create_import(tenant, "alive.csv", "csv", &opts, app.clock.now())
+        .await
+        .unwrap();
+    pinglayer_engine::housekeeping::step(&app.db, &app.clock)
+        .await
+        .unwrap();
+    let job = |id: String| {
+        let path = format!("/api/v1/imports/{id}");
+        let token = owner.token.clone();
+        let app = &app;
+        async move { app.get(&path, &token).await.body }
+    };
+    let d = job(dead.id.to_string()).await;
+    assert_eq!(d["status"], "failed", "{d}");
+    assert!(
+        d["error"].as_str().unwrap().starts_with("interrupted"),
+        "{d}"
+    );
+    assert_eq!(d["progress"], 1.0);
+    let a = job(alive.id.to_string()).await;
+    assert_eq!(a["status"], "queued", "{a}");
+}
+both!(an_interrupted_import_is_marked_failed);
