@@ -178,6 +178,43 @@ pub fn normalize_keyword(text: &str) -> String {
         .to_lowercase()
 }
 
+/// The language of a built-in keyword that is not English (BCP-47), for confirming in it.
+pub fn builtin_keyword_language(normalized: &str) -> Option<&'static str> {
+    Some(match normalized {
+        "रोकें" | "बंद करें" | "बंद" | "शुरू" | "शुरू करें" => {
+            "hi"
+        }
+        "நிறுத்து" | "தொடங்கு" => "ta",
+        "ఆపు" | "ప్రారంభించు" => "te",
+        "ನಿಲ್ಲಿಸಿ" | "ಪ್ರಾರಂಭಿಸಿ" => "kn",
+        "ਰੋਕੋ" | "ਸ਼ੁਰੂ" => "pa",
+        "থামুন" => "bn",
+        "थांबवा" => "mr",
+        _ => return None,
+    })
+}
+
+/// The built-in confirmation of a consent change, in `language` when there is one for it.
+pub fn builtin_confirmation(language: &str, consent: Consent) -> Option<&'static str> {
+    Some(match (language, consent) {
+        ("en", Consent::OptedOut) => {
+            "You will no longer receive promotional messages from us. Reply START to subscribe again."
+        }
+        ("en", Consent::OptedIn) => {
+            "You are subscribed to our updates again. Reply STOP to unsubscribe."
+        }
+        ("hi", Consent::OptedOut) => {
+            "अब आपको हमारी ओर से प्रचार संदेश नहीं मिलेंगे। दोबारा जुड़ने के लिए START भेजें।"
+        }
+        ("hi", Consent::OptedIn) => "आप फिर से हमारे अपडेट पाने के लिए जुड़ गए हैं। बंद करने के लिए STOP भेजें।",
+        ("ta", Consent::OptedOut) => {
+            "இனி எங்களிடமிருந்து விளம்பரச் செய்திகள் வராது. மீண்டும் பெற START என அனுப்பவும்."
+        }
+        ("ta", Consent::OptedIn) => "எங்கள் செய்திகளை மீண்டும் பெறுவீர்கள். நிறுத்த STOP என அனுப்பவும்.",
+        _ => return None,
+    })
+}
+
 /// The built-in keywords: (opt-out, opt-in).
 pub fn builtin_keywords() -> (&'static [&'static str], &'static [&'static str]) {
     (OPT_OUT_WORDS, OPT_IN_WORDS)

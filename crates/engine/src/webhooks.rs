@@ -290,24 +290,24 @@ impl Engine {
         .await?;
         // STOP / START (and their translations) change marketing consent, and are confirmed.
         let mut confirmed = false;
-        let want = match m.keyword_text() {
+        // (what it asks for, the keyword's language when known).
+        let want: Option<(Consent, Option<String>)> = match m.keyword_text() {
             None => None,
-            Some(t) => match keyword(t) {
-                Some(w) => Some(w),
-                None => contacts::custom_keyword_in(
-                    &mut tx,
-                    num.tenant_id,
-                    &pinglayer_domain::contact::normalize_keyword(t),
-                )
-                .await?
-                .and_then(|c| match c.as_str() {
-                    "opted_out" => Some(Consent::OptedOut),
-                    "opted_in" => Some(Consent::OptedIn),
-                    _ => None,
-                }),
-            },
+            Some(t) => {
+                let word = pinglayer_domain::contact::normalize_keyword(t);
+                match keyword(t) {
+                    Some(w) => Some((
+                        w,
+                        pinglayer_domain::contact::builtin_keyword_language(&word)
+                            .map(str::to_string),
+                    )),
+                    None => contacts::custom_keyword_in(&mut tx, num.tenant_id, &word)
+                        .await?
+                        .and_then(|(c, lang)| c.parse::<Consent>().ok().map(|c| (c, lang))),
+                }
+            }
         };
-        if let Some(want) = want {
+        if let Some((want, keyword_language)) = want {
             let note = format!("keyword in {}", m.id);
             if contacts::set_consent_in(
                 &mut tx,
@@ -320,14 +320,15 @@ impl Engine {
             )
             .await?
             {
-                let body = match want {
-                    Consent::OptedOut => {
-                        "You will no longer receive promotional messages from us. Reply START to subscribe again."
-                    }
-                    Consent::OptedIn => {
-                        "You are subscribed to our updates again. Reply STOP to unsubscribe."
-                    }
-                };
+                let reply_text = contacts::confirmation_in(
+                    &mut tx,
+                    num.tenant_id,
+                    contact,
+                    want,
+                    keyword_language.as_deref(),
+                )
+                .await?;
+                let body = reply_text.as_str();
                 let content = Content::Text {
                     text: Text {
                         body: body.into(),

@@ -512,14 +512,14 @@ impl Db {
     }
 }
 
-/// A tenant's own consent keyword, if `word` (normalised) is one.
+/// A tenant's own consent keyword, if `word` (normalised) is one: (consent, its language).
 pub async fn custom_keyword_in(
     tx: &mut Tx,
     tenant: TenantId,
     word: &str,
-) -> Result<Option<String>> {
+) -> Result<Option<(String, Option<String>)>> {
     Ok(
-        on_tx!(tx, c => sqlx::query_scalar("select consent from consent_keywords where tenant_id = $1 and keyword = $2")
+        on_tx!(tx, c => sqlx::query_as("select consent, language from consent_keywords where tenant_id = $1 and keyword = $2")
         .bind(tenant)
         .bind(word)
         .fetch_optional(c)
@@ -527,37 +527,105 @@ pub async fn custom_keyword_in(
     )
 }
 
+/// The text confirming a consent change to a contact: in the contact's language, else the
+/// keyword's, else English; for each, the tenant's own text before the built-in one.
+pub async fn confirmation_in(
+    tx: &mut Tx,
+    tenant: TenantId,
+    contact: ContactId,
+    consent: Consent,
+    keyword_language: Option<&str>,
+) -> Result<String> {
+    let contact_language: Option<String> = on_tx!(tx, c => sqlx::query_scalar(
+        "select language from contacts where tenant_id = $1 and id = $2",
+    )
+    .bind(tenant)
+    .bind(contact)
+    .fetch_optional(c)
+    .await)?
+    .flatten();
+    let own: Vec<(String, String)> = on_tx!(tx, c => sqlx::query_as(
+        "select language, body from consent_replies where tenant_id = $1 and consent = $2",
+    )
+    .bind(tenant)
+    .bind(consent.as_str())
+    .fetch_all(c)
+    .await)?;
+    for lang in [contact_language.as_deref(), keyword_language, Some("en")]
+        .into_iter()
+        .flatten()
+    {
+        if let Some((_, body)) = own.iter().find(|(l, _)| l == lang) {
+            return Ok(body.clone());
+        }
+        if let Some(b) = pinglayer_domain::contact::builtin_confirmation(lang, consent) {
+            return Ok(b.to_string());
+        }
+    }
+    unreachable!("English has a built-in confirmation")
+}
+
+/// A tenant's own consent settings, as stored.
+#[derive(Debug, Clone, Default)]
+pub struct ConsentSettings {
+    /// (keyword, consent, language), alphabetical.
+    pub keywords: Vec<(String, String, Option<String>)>,
+    /// (language, consent, text).
+    pub replies: Vec<(String, String, String)>,
+}
+
 impl Db {
-    /// A tenant's own keywords: (keyword, consent), alphabetical.
-    pub async fn consent_keywords(&self, tenant: TenantId) -> Result<Vec<(String, String)>> {
-        Ok(on_db!(self, p => sqlx::query_as(
-            "select keyword, consent from consent_keywords where tenant_id = $1 order by keyword",
+    pub async fn consent_settings(&self, tenant: TenantId) -> Result<ConsentSettings> {
+        let keywords = on_db!(self, p => sqlx::query_as(
+            "select keyword, consent, language from consent_keywords where tenant_id = $1 order by keyword",
         )
         .bind(tenant)
         .fetch_all(p)
-        .await)?)
+        .await)?;
+        let replies = on_db!(self, p => sqlx::query_as(
+            "select language, consent, body from consent_replies where tenant_id = $1 order by language, consent",
+        )
+        .bind(tenant)
+        .fetch_all(p)
+        .await)?;
+        Ok(ConsentSettings { keywords, replies })
     }
 
-    /// Replaces a tenant's own keywords (already normalised and checked for clashes).
-    pub async fn set_consent_keywords(
+    /// Replaces a tenant's own keywords and confirmations (already normalised and checked).
+    pub async fn set_consent_settings(
         &self,
         tenant: TenantId,
-        words: &[(String, &str)],
+        settings: &ConsentSettings,
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
-        on_tx!(&mut tx, c => sqlx::query("delete from consent_keywords where tenant_id = $1")
-            .bind(tenant)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected()))?;
-        for (w, consent) in words {
+        for sql in [
+            "delete from consent_keywords where tenant_id = $1",
+            "delete from consent_replies where tenant_id = $1",
+        ] {
+            on_tx!(&mut tx, c => sqlx::query(sql).bind(tenant).execute(c).await.map(|r| r.rows_affected()))?;
+        }
+        for (w, consent, language) in &settings.keywords {
             on_tx!(&mut tx, c => sqlx::query(
-                "insert into consent_keywords (tenant_id, keyword, consent, created_at) values ($1, $2, $3, $4)",
+                "insert into consent_keywords (tenant_id, keyword, consent, language, created_at) values ($1, $2, $3, $4, $5)",
             )
             .bind(tenant)
             .bind(w)
-            .bind(*consent)
+            .bind(consent)
+            .bind(language)
+            .bind(now)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+        }
+        for (language, consent, body) in &settings.replies {
+            on_tx!(&mut tx, c => sqlx::query(
+                "insert into consent_replies (tenant_id, language, consent, body, created_at) values ($1, $2, $3, $4, $5)",
+            )
+            .bind(tenant)
+            .bind(language)
+            .bind(consent)
+            .bind(body)
             .bind(now)
             .execute(c)
             .await

@@ -798,9 +798,9 @@ async fn export_contacts(
     .await
 }
 
-#[derive(Deserialize, Serialize, ToSchema)]
-pub struct Keywords {
-    /// Inbound texts that opt a contact out, e.g. `["UNSUBSCRIBE", "रोकें", "bas karo"]`.
+#[derive(Deserialize, Serialize, ToSchema, Default)]
+pub struct KeywordLists {
+    /// Inbound texts that opt a contact out, e.g. `["UNSUBSCRIBE", "bas karo"]`.
     #[serde(default)]
     pub opt_out: Vec<String>,
     /// Inbound texts that opt a contact back in.
@@ -808,40 +808,84 @@ pub struct Keywords {
     pub opt_in: Vec<String>,
 }
 
+#[derive(Deserialize, Serialize, ToSchema, Default)]
+pub struct Replies {
+    /// Sent when a contact opts out by keyword (1–1,024 characters).
+    pub opted_out: Option<String>,
+    /// Sent when a contact opts back in by keyword.
+    pub opted_in: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, ToSchema, Default)]
+pub struct Keywords {
+    /// Keywords of no particular language.
+    #[serde(default)]
+    pub opt_out: Vec<String>,
+    #[serde(default)]
+    pub opt_in: Vec<String>,
+    /// Keywords of one language (code → lists), e.g. `{"hi": {"opt_out": ["बस करो"]}}`: a
+    /// contact with no language of their own is answered in the keyword's.
+    #[serde(default)]
+    pub by_language: BTreeMap<String, KeywordLists>,
+    /// Your own confirmations (language code → texts), in place of the built-in ones
+    /// (English, Hindi, Tamil). A confirmation goes out in the contact's language, else the
+    /// keyword's, else English.
+    #[serde(default)]
+    pub replies: BTreeMap<String, Replies>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct KeywordsView {
-    /// The tenant's own keywords (normalised: lower-case, no trailing punctuation).
+    /// The tenant's own keywords (normalised: lower-case, no trailing punctuation) and texts.
     pub custom: Keywords,
     /// Always active: STOP, UNSUBSCRIBE, START… in English and Indian languages.
-    pub builtin: Keywords,
+    pub builtin: KeywordLists,
 }
 
 async fn keywords_view(
     ctx: &ApiContext,
     tenant: pinglayer_domain::TenantId,
 ) -> ApiResult<KeywordsView> {
-    let mut custom = Keywords {
-        opt_out: vec![],
-        opt_in: vec![],
-    };
-    for (w, c) in ctx.db.consent_keywords(tenant).await? {
+    let settings = ctx.db.consent_settings(tenant).await?;
+    let mut custom = Keywords::default();
+    for (w, c, lang) in settings.keywords {
+        let lists = match lang {
+            Some(l) => custom.by_language.entry(l).or_default(),
+            None => {
+                if c == "opted_out" {
+                    custom.opt_out.push(w);
+                } else {
+                    custom.opt_in.push(w);
+                }
+                continue;
+            }
+        };
         if c == "opted_out" {
-            custom.opt_out.push(w);
+            lists.opt_out.push(w);
         } else {
-            custom.opt_in.push(w);
+            lists.opt_in.push(w);
+        }
+    }
+    for (lang, c, body) in settings.replies {
+        let r = custom.replies.entry(lang).or_default();
+        if c == "opted_out" {
+            r.opted_out = Some(body);
+        } else {
+            r.opted_in = Some(body);
         }
     }
     let (out, inn) = pinglayer_domain::contact::builtin_keywords();
     Ok(KeywordsView {
         custom,
-        builtin: Keywords {
+        builtin: KeywordLists {
             opt_out: out.iter().map(|s| s.to_string()).collect(),
             opt_in: inn.iter().map(|s| s.to_string()).collect(),
         },
     })
 }
 
-/// The keywords that change marketing consent when a contact sends them.
+/// The keywords that change marketing consent when a contact sends them, and the texts that
+/// confirm the change.
 #[utoipa::path(get, path = "/api/v1/consent/keywords", tag = "contacts", security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = KeywordsView)))]
 async fn get_keywords(
@@ -851,7 +895,8 @@ async fn get_keywords(
     Ok(axum::Json(keywords_view(&ctx, p.tenant.id).await?))
 }
 
-/// Replace the tenant's own opt-out / opt-in keywords (built-in ones stay active).
+/// Replace the tenant's own opt-out / opt-in keywords (built-in ones stay active) and its
+/// confirmation texts.
 #[utoipa::path(put, path = "/api/v1/consent/keywords", tag = "contacts", request_body = Keywords, security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = KeywordsView), (status = 422, body = ErrorBody)))]
 async fn put_keywords(
@@ -860,39 +905,81 @@ async fn put_keywords(
     Json(req): Json<Keywords>,
 ) -> ApiResult<axum::Json<KeywordsView>> {
     use pinglayer_domain::contact::{keyword, normalize_keyword};
-    let mut words: Vec<(String, &str)> = Vec::new();
-    for (list, consent, field) in [
-        (&req.opt_out, "opted_out", "opt_out"),
-        (&req.opt_in, "opted_in", "opt_in"),
-    ] {
-        for raw in list {
-            let w = normalize_keyword(raw);
-            if w.is_empty() || w.chars().count() > 40 {
-                return Err(ApiError::field(
-                    field,
-                    format!("{raw:?} is not a keyword (1–40 characters)"),
-                ));
-            }
-            let builtin = keyword(&w).map(|c| c.as_str());
-            if builtin.is_some_and(|b| b != consent) {
-                return Err(ApiError::field(
-                    field,
-                    format!("{raw:?} is a built-in keyword with the opposite meaning"),
-                ));
-            }
-            if words.iter().any(|(x, c)| *x == w && *c != consent) {
-                return Err(ApiError::field(field, format!("{raw:?} is in both lists")));
-            }
-            if builtin.is_none() && !words.iter().any(|(x, _)| *x == w) {
-                words.push((w, consent));
+    let mut settings = pinglayer_store::contacts::ConsentSettings::default();
+    let mut groups: Vec<(Option<String>, &KeywordLists)> = Vec::new();
+    let plain = KeywordLists {
+        opt_out: req.opt_out.clone(),
+        opt_in: req.opt_in.clone(),
+    };
+    groups.push((None, &plain));
+    for (lang, lists) in &req.by_language {
+        let l = Language::parse(lang).map_err(|_| {
+            ApiError::field("by_language", format!("{lang:?} is not a language code"))
+        })?;
+        groups.push((Some(l.as_str().to_string()), lists));
+    }
+    for (lang, lists) in groups {
+        for (list, consent, field) in [
+            (&lists.opt_out, "opted_out", "opt_out"),
+            (&lists.opt_in, "opted_in", "opt_in"),
+        ] {
+            for raw in list {
+                let w = normalize_keyword(raw);
+                if w.is_empty() || w.chars().count() > 40 {
+                    return Err(ApiError::field(
+                        field,
+                        format!("{raw:?} is not a keyword (1–40 characters)"),
+                    ));
+                }
+                let builtin = keyword(&w).map(|c| c.as_str());
+                if builtin.is_some_and(|b| b != consent) {
+                    return Err(ApiError::field(
+                        field,
+                        format!("{raw:?} is a built-in keyword with the opposite meaning"),
+                    ));
+                }
+                if let Some((_, c0, l0)) = settings.keywords.iter().find(|(x, _, _)| *x == w) {
+                    if c0 != consent {
+                        return Err(ApiError::field(field, format!("{raw:?} is in both lists")));
+                    }
+                    if *l0 != lang {
+                        return Err(ApiError::field(
+                            field,
+                            format!("{raw:?} is given for two languages"),
+                        ));
+                    }
+                    continue;
+                }
+                if builtin.is_none() {
+                    settings
+                        .keywords
+                        .push((w, consent.to_string(), lang.clone()));
+                }
             }
         }
     }
-    if words.len() > 200 {
+    if settings.keywords.len() > 200 {
         return Err(ApiError::field("opt_out", "at most 200 keywords"));
     }
+    for (lang, r) in &req.replies {
+        let l = Language::parse(lang)
+            .map_err(|_| ApiError::field("replies", format!("{lang:?} is not a language code")))?;
+        for (text, consent) in [(&r.opted_out, "opted_out"), (&r.opted_in, "opted_in")] {
+            let Some(text) = text else { continue };
+            let t = text.trim();
+            if t.is_empty() || t.chars().count() > 1024 {
+                return Err(ApiError::field(
+                    "replies",
+                    "a confirmation is 1–1,024 characters",
+                ));
+            }
+            settings
+                .replies
+                .push((l.as_str().to_string(), consent.to_string(), t.to_string()));
+        }
+    }
     ctx.db
-        .set_consent_keywords(p.tenant.id, &words, ctx.clock.now())
+        .set_consent_settings(p.tenant.id, &settings, ctx.clock.now())
         .await?;
     Ok(axum::Json(keywords_view(&ctx, p.tenant.id).await?))
 }

@@ -1081,7 +1081,8 @@ async fn hindi_stop_and_start_keep_consent_and_confirm(app: TestApp) {
     })
     .await;
     assert_eq!(texts.len(), 1, "{texts:?}");
-    assert!(texts[0].contains("Reply START"), "{texts:?}");
+    // A contact with no language of their own is answered in the keyword's.
+    assert!(texts[0].contains("START भेजें"), "in Hindi: {texts:?}");
 
     assert_eq!(inbound("START").await.status, 200);
     let c = consent("opted_in").await;
@@ -1170,3 +1171,100 @@ async fn hindi_stop_and_start_keep_consent_and_confirm(app: TestApp) {
     );
 }
 both!(hindi_stop_and_start_keep_consent_and_confirm);
+
+/// Confirmations go out in the contact's language, else the keyword's, else English; a
+/// tenant's own text for a language wins over the built-in one, and its keywords may name a
+/// language.
+async fn consent_confirmations_speak_the_contacts_language(app: TestApp) {
+    let owner = app.register("Shop", "o@shop.test").await;
+    connect(&app, &owner).await;
+    let r = app
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/consent/keywords",
+            Some(&owner.token),
+            Some(json!({
+                "by_language": {"pa": {"opt_out": ["Band karo"]}},
+                "replies": {"pa": {"opted_out": "Tusi unsubscribe ho gaye."}, "hi": {"opted_in": "Swagat hai wapas!"}}
+            })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.body["custom"]["by_language"]["pa"]["opt_out"],
+        json!(["band karo"])
+    );
+    assert_eq!(
+        r.body["custom"]["replies"]["hi"]["opted_in"],
+        "Swagat hai wapas!"
+    );
+    for bad in [
+        json!({"by_language": {"not a language": {"opt_out": ["x"]}}}),
+        json!({"replies": {"ta": {"opted_out": "  "}}}),
+        json!({"opt_out": ["band karo"], "by_language": {"pa": {"opt_out": ["Band karo"]}}}),
+    ] {
+        let r = app
+            .call(
+                reqwest::Method::PUT,
+                "/api/v1/consent/keywords",
+                Some(&owner.token),
+                Some(bad.clone()),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{bad}: {:?}", r.body);
+    }
+    // Three customers: one who speaks Tamil, one Hindi, one of no known language.
+    for (phone, lang) in [
+        ("+919812345601", json!("ta")),
+        ("+919812345602", json!("hi")),
+        ("+919812345603", json!(null)),
+    ] {
+        let r = app
+            .post(
+                "/api/v1/contacts",
+                Some(&owner.token),
+                json!({"phone": phone, "language": lang, "consent": "opted_in"}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let send = |from: &'static str, text: &'static str| {
+        app.raw(
+            app.client
+                .post(format!("{}/sandbox/inbound", app.graph))
+                .json(&json!({"phone_number_id": PNID, "from": from, "text": text})),
+        )
+    };
+    let reply = |to: &'static str, n: usize| {
+        let app = &app;
+        async move {
+            eventually(&format!("confirmation {n} to {to}"), || async {
+                let t = texts_sent_to(app, to);
+                (t.len() >= n).then(|| t[n - 1].clone())
+            })
+            .await
+        }
+    };
+    // English STOP from the Tamil speaker: answered in Tamil (built-in).
+    send("919812345601", "STOP").await;
+    assert!(
+        reply("919812345601", 1).await.contains("START என"),
+        "in Tamil"
+    );
+    // The tenant's Punjabi keyword from a customer of no language: its Punjabi text.
+    send("919812345603", "band karo").await;
+    assert_eq!(reply("919812345603", 1).await, "Tusi unsubscribe ho gaye.");
+    // ... and START from them: no Punjabi opt-in text anywhere, so English.
+    send("919812345603", "start").await;
+    assert!(
+        reply("919812345603", 2)
+            .await
+            .contains("subscribed to our updates again")
+    );
+    // The Hindi speaker: the built-in Hindi opt-out, then the tenant's own Hindi opt-in.
+    send("919812345602", "unsubscribe").await;
+    assert!(reply("919812345602", 1).await.contains("START भेजें"));
+    send("919812345602", "start").await;
+    assert_eq!(reply("919812345602", 2).await, "Swagat hai wapas!");
+}
+both!(consent_confirmations_speak_the_contacts_language);
