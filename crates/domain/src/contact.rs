@@ -136,6 +136,37 @@ impl FromStr for Consent {
     }
 }
 
+/// The order of a contact list. Pages follow it with the usual cursor (the last contact's id).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ContactSort {
+    /// `-created_at`: newest first.
+    #[default]
+    Newest,
+    /// `created_at`: oldest first.
+    Oldest,
+    /// `name`: A to Z, case-insensitive; contacts without a name first.
+    NameAsc,
+    /// `-name`: Z to A.
+    NameDesc,
+}
+
+impl ContactSort {
+    pub fn parse(raw: Option<&str>) -> Result<Self, FieldError> {
+        Ok(match raw.map(str::trim) {
+            None | Some("") | Some("-created_at") => Self::Newest,
+            Some("created_at") => Self::Oldest,
+            Some("name") => Self::NameAsc,
+            Some("-name") => Self::NameDesc,
+            Some(_) => {
+                return Err(FieldError::new(
+                    "sort",
+                    "must be created_at, -created_at, name or -name",
+                ));
+            }
+        })
+    }
+}
+
 /// Inbound words that change consent, by language. Matched on the whole message, ignoring
 /// case, surrounding spaces and a trailing full stop or exclamation mark.
 pub const OPT_OUT_WORDS: &[&str] = &[

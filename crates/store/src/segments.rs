@@ -5,6 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use pinglayer_domain::{
     PageRequest, SegmentId, TenantId,
+    contact::ContactSort,
     segment::{Condition, Field, Filter, MonthDay},
 };
 use serde_json::Value;
@@ -392,18 +393,35 @@ impl Db {
         &self,
         tenant: TenantId,
         f: &Filter,
+        sort: ContactSort,
         page: &PageRequest,
         now: DateTime<Utc>,
     ) -> Result<Vec<Contact>> {
         let (w, binds) = filter_sql(f, self.backend(), now, 4);
+        // Ids are UUIDv7, so id order is creation order. Names page by (name, id) after the
+        // cursor's contact, looked up here: the cursor stays an id.
+        const NAME: &str = "coalesce(lower(c.name), '')";
+        const AT_CURSOR: &str = "(select coalesce(lower(k.name), ''), k.id from contacts k where k.tenant_id = $1 and k.id = $2)";
+        let (after, order) = match sort {
+            ContactSort::Newest => ("c.id < $2".to_string(), "c.id desc".to_string()),
+            ContactSort::Oldest => ("c.id > $2".to_string(), "c.id".to_string()),
+            ContactSort::NameAsc => (
+                format!("({NAME}, c.id) > {AT_CURSOR}"),
+                format!("{NAME}, c.id"),
+            ),
+            ContactSort::NameDesc => (
+                format!("({NAME}, c.id) < {AT_CURSOR}"),
+                format!("{NAME} desc, c.id desc"),
+            ),
+        };
         let sql = format!(
             concat!(
                 "select ",
                 crate::contact_cols!(),
                 " from contacts c where c.tenant_id = $1 and c.deleted_at is null
-                and ($2 is null or c.id < $2) and {} order by c.id desc limit $3"
+                and ($2 is null or {}) and {} order by {} limit $3"
             ),
-            w
+            after, w, order
         );
         on_db!(self, p => {
             let q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(tenant).bind(page.after.map(|c| c.0)).bind(page.fetch_limit());

@@ -215,6 +215,8 @@ pub struct ContactQuery {
     pub created_to: Option<DateTime<Utc>>,
     /// Only contacts in this segment.
     pub segment: Option<String>,
+    /// `-created_at` (newest first, the default), `created_at`, `name` or `-name`.
+    pub sort: Option<String>,
 }
 
 /// The list's query parameters as one filter (the same SQL translation segments use).
@@ -311,9 +313,10 @@ async fn contacts_page(
     page: &pinglayer_domain::PageRequest,
 ) -> ApiResult<axum::body::Bytes> {
     let filter = list_filter(ctx, tenant, q).await?;
+    let sort = pinglayer_domain::contact::ContactSort::parse(q.sort.as_deref())?;
     let rows = ctx
         .db
-        .matching_contacts(tenant, &filter, page, ctx.clock.now())
+        .matching_contacts(tenant, &filter, sort, page, ctx.clock.now())
         .await?;
     let (rows, next_cursor) = finish_page(rows, page, |c| c.id.0);
     let body = serde_json::to_vec(&Page {
@@ -772,6 +775,7 @@ async fn export_contacts(
 ) -> ApiResult<axum::response::Response> {
     let format = export::Format::parse(q.format.as_deref())?;
     let filter = std::sync::Arc::new(list_filter(&ctx, p.tenant.id, &q.filter).await?);
+    let sort = pinglayer_domain::contact::ContactSort::parse(q.filter.sort.as_deref())?;
     let tenant = p.tenant.id;
     export::export(
         format,
@@ -783,7 +787,7 @@ async fn export_contacts(
                 let page = pinglayer_domain::PageRequest::parse(Some(500), cursor.as_deref())?;
                 let rows = ctx
                     .db
-                    .matching_contacts(tenant, &filter, &page, ctx.clock.now())
+                    .matching_contacts(tenant, &filter, sort, &page, ctx.clock.now())
                     .await?;
                 let (rows, next) = finish_page(rows, &page, |c| c.id.0);
                 let cells = views(&ctx, tenant, &rows)

@@ -178,7 +178,13 @@ async fn segment_contacts(
     let seg = ctx.db.segment(p.tenant.id, id).await?;
     let rows = ctx
         .db
-        .matching_contacts(p.tenant.id, &stored_filter(&seg)?, &page, ctx.clock.now())
+        .matching_contacts(
+            p.tenant.id,
+            &stored_filter(&seg)?,
+            Default::default(),
+            &page,
+            ctx.clock.now(),
+        )
         .await?;
     let (rows, next_cursor) = finish_page(rows, &page, |c| c.id.0);
     Ok(axum::Json(Page {

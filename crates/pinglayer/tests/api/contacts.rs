@@ -947,3 +947,70 @@ async fn raw_webhooks_are_purged_after_their_retention(app: TestApp) {
     assert_eq!(count().await, 1, "the pending one stays until applied");
 }
 both!(raw_webhooks_are_purged_after_their_retention);
+
+/// Lists sort by creation (either way) or by name (case-insensitive, nameless first), and the
+/// cursor walks every order without repeating or skipping anyone.
+async fn lists_sort_and_page_in_every_order(app: TestApp) {
+    let owner = app.register("Shop", "o@shop.test").await;
+    let names = [
+        Some("bob"),
+        Some("Alice"),
+        None,
+        Some("carol"),
+        Some("alice"),
+        Some("Bob"),
+    ];
+    for (i, n) in names.iter().enumerate() {
+        add(
+            &app,
+            &owner,
+            json!({"phone": format!("+91981234570{i}"), "name": n}),
+        )
+        .await;
+    }
+    let walk = |sort: &'static str| {
+        let app = &app;
+        let token = owner.token.clone();
+        async move {
+            let mut out: Vec<String> = Vec::new();
+            let mut cursor = String::new();
+            for _ in 0..10 {
+                let r = app
+                    .get(
+                        &format!("/api/v1/contacts?sort={sort}&limit=2&cursor={cursor}"),
+                        &token,
+                    )
+                    .await;
+                assert_eq!(r.status, 200, "{:?}", r.body);
+                for c in r.body["data"].as_array().unwrap() {
+                    out.push(c["name"].as_str().unwrap_or("-").to_string());
+                }
+                match r.body["next_cursor"].as_str() {
+                    Some(c) => cursor = c.to_string(),
+                    None => return out,
+                }
+            }
+            panic!("the cursor never ended");
+        }
+    };
+    assert_eq!(
+        walk("created_at").await,
+        ["bob", "Alice", "-", "carol", "alice", "Bob"]
+    );
+    assert_eq!(
+        walk("-created_at").await,
+        ["Bob", "alice", "carol", "-", "Alice", "bob"]
+    );
+    // Same name in two cases: creation order between them.
+    assert_eq!(
+        walk("name").await,
+        ["-", "Alice", "alice", "bob", "Bob", "carol"]
+    );
+    assert_eq!(
+        walk("-name").await,
+        ["carol", "Bob", "bob", "alice", "Alice", "-"]
+    );
+    let r = app.get("/api/v1/contacts?sort=phone", &owner.token).await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+}
+both!(lists_sort_and_page_in_every_order);
