@@ -106,6 +106,13 @@ fn phone(raw: &str, country: Option<&str>) -> Result<PhoneE164, String> {
     }
 }
 
+/// Whether a spreadsheet is Office Open XML (read streamed), by its extension.
+fn is_xlsx(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("xlsx") || e.eq_ignore_ascii_case("xlsm"))
+}
+
 fn cell(d: &Data) -> String {
     match d {
         Data::Empty => String::new(),
@@ -310,6 +317,47 @@ impl FileReader<'_> {
         Ok(targets)
     }
 
+    /// An .xlsx sheet read cell by cell from its XML, one row at a time: memory holds the
+    /// shared strings and one row, not the sheet. Rows with no cell are not rows.
+    fn read_xlsx_streamed(&mut self, path: &Path) -> anyhow::Result<()> {
+        let unreadable =
+            |e: calamine::XlsxError| anyhow::anyhow!("not a readable spreadsheet: {e}");
+        let mut wb: calamine::Xlsx<_> = calamine::open_workbook(path).map_err(unreadable)?;
+        let sheet = wb
+            .sheet_names()
+            .first()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the workbook has no sheet"))?;
+        let mut cells = wb.worksheet_cells_reader(&sheet).map_err(unreadable)?;
+        let mut targets: Option<Vec<Target>> = None;
+        let mut at: Option<u32> = None;
+        let mut cur: Vec<String> = Vec::new();
+        loop {
+            let next = cells.next_cell().map_err(unreadable)?;
+            let row_of_next = next.as_ref().map(|c| c.get_position().0);
+            if let Some(r) = at.filter(|r| Some(*r) != row_of_next) {
+                let done = std::mem::take(&mut cur);
+                match &targets {
+                    None => targets = Some(self.targets(&done)?),
+                    // Sheet rows count from 0; people count from 1.
+                    Some(t) => self.push(i64::from(r) + 1, done, t)?,
+                }
+            }
+            let Some(c) = next else { break };
+            let (r, col) = c.get_position();
+            at = Some(r);
+            let col = col as usize;
+            if cur.len() <= col {
+                cur.resize(col + 1, String::new());
+            }
+            cur[col] = cell(&Data::from(c.get_value().clone()));
+        }
+        if targets.is_none() {
+            self.targets(&[])?;
+        }
+        Ok(())
+    }
+
     fn read(&mut self, path: &Path, format: Format) -> anyhow::Result<()> {
         match format {
             Format::Csv => {
@@ -333,7 +381,9 @@ impl FileReader<'_> {
                     )?;
                 }
             }
+            Format::Xlsx if is_xlsx(path) => self.read_xlsx_streamed(path)?,
             Format::Xlsx => {
+                // .xls and .ods: calamine reads these whole (they are rarely large).
                 let mut wb = calamine::open_workbook_auto(path)
                     .map_err(|e| anyhow::anyhow!("not a readable spreadsheet: {e}"))?;
                 let sheet = wb
