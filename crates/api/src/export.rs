@@ -1,5 +1,5 @@
-//! Exporting a report as CSV (streamed page by page as it is read) or XLSX (built in memory:
-//! the format needs the whole workbook). Every export route gives its columns, a way to turn a
+//! Exporting a report as CSV (streamed page by page as it is read) or XLSX (rows written to a
+//! temporary file as read, then zipped and streamed: the format needs the whole workbook). Every export route gives its columns, a way to turn a
 //! row into cells, and a page fetcher; this module does the rest the same way for all.
 
 use axum::{
@@ -44,8 +44,13 @@ where
     Fut: Future<Output = ApiResult<Page<K>>> + Send + 'static,
 {
     if format == Format::Xlsx {
+        // Constant-memory mode writes each row to a temporary file as it comes; the workbook
+        // is then zipped into another temporary file, which is streamed out. Memory holds a
+        // page of rows, not the report.
         let mut wb = rust_xlsxwriter::Workbook::new();
-        let ws = wb.add_worksheet();
+        let ws = wb
+            .add_worksheet_with_constant_memory()
+            .map_err(anyhow::Error::new)?;
         for (i, h) in columns.iter().enumerate() {
             ws.write_string(0, i as u16, *h)
                 .map_err(anyhow::Error::new)?;
@@ -65,7 +70,18 @@ where
                 None => break,
             }
         }
-        let bytes = wb.save_to_buffer().map_err(anyhow::Error::new)?;
+        let file = tokio::task::spawn_blocking(move || -> anyhow::Result<std::fs::File> {
+            use std::io::Seek;
+            let mut file = tempfile::tempfile()?;
+            wb.save_to_writer(&mut file)?;
+            file.rewind()?;
+            Ok(file)
+        })
+        .await
+        .map_err(anyhow::Error::new)??;
+        let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(
+            tokio::fs::File::from_std(file),
+        ));
         let disposition = format!("attachment; filename=\"{name}.xlsx\"");
         return Ok((
             [
@@ -75,7 +91,7 @@ where
                 ),
                 (CONTENT_DISPOSITION, disposition),
             ],
-            bytes,
+            body,
         )
             .into_response());
     }
