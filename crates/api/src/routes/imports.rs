@@ -83,11 +83,31 @@ fn view(i: &Import) -> ImportView {
     }
 }
 
+/// The multipart form of an import (documentation: the handler reads the parts as they come).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ImportForm {
+    /// The file: `.csv` (UTF-8) or a spreadsheet (`.xlsx`, `.xls`, `.ods`; its first sheet),
+    /// up to the operator's `--max-import-bytes`. Headers are detected (phone/mobile/number,
+    /// name, email, language, birthday/dob, tags); other columns become attributes.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// JSON object of header → field (`phone`, `name`, `email`, `language`, `birthday`, `tags`,
+    /// `attributes.<key>` or `skip`), e.g. `{"Cell": "phone", "Tier": "attributes.tier"}`.
+    mapping: Option<String>,
+    /// ISO 3166 alpha-2 for phones written without `+` (default: the tenant's).
+    default_country: Option<String>,
+    /// Tags added to every imported contact, comma-separated.
+    tags: Option<String>,
+    /// `skip` (default) or `update` for phones the tenant has already.
+    on_duplicate: Option<String>,
+}
+
 /// Import contacts from a CSV or XLSX file (multipart field `file`), with optional fields
 /// `mapping` (JSON: header → field), `default_country`, `tags` (comma-separated) and
 /// `on_duplicate` (`skip` or `update`). Answers 202 with the job; poll `GET /api/v1/imports/{id}`.
 #[utoipa::path(post, path = "/api/v1/contacts/import", tag = "contacts", security(("bearer" = []), ("api_key" = [])),
-    request_body(content_type = "multipart/form-data", description = "file + options"),
+    request_body(content = ImportForm, content_type = "multipart/form-data"),
     responses(
         (status = 202, body = ImportView),
         (status = 413, body = ErrorBody),

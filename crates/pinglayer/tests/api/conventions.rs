@@ -49,11 +49,59 @@ async fn health_ready_metrics_and_docs(app: TestApp) {
         "/api/v1/conversations/{id}",
         "/api/v1/conversations/{id}/messages",
         "/api/v1/conversations/{id}/read",
+        "/api/v1/tenant",
+        "/api/v1/contacts",
+        "/api/v1/contacts/{id}",
+        "/api/v1/contacts/{id}/export",
+        "/api/v1/contacts/{id}/opt-in",
+        "/api/v1/contacts/{id}/opt-out",
+        "/api/v1/contacts/{id}/tags",
+        "/api/v1/contacts/{id}/tags/{tag}",
+        "/api/v1/contacts/stats",
+        "/api/v1/contacts/tags",
+        "/api/v1/contacts/export",
+        "/api/v1/contacts/import",
+        "/api/v1/imports/{id}",
+        "/api/v1/imports/{id}/errors.csv",
+        "/api/v1/tags",
+        "/api/v1/segments",
+        "/api/v1/segments/{id}",
+        "/api/v1/segments/{id}/contacts",
+        "/api/v1/segments/{id}/count",
+        "/api/v1/consent/keywords",
     ] {
         assert!(
             spec.body["paths"].get(path).is_some(),
             "{path} missing from the OpenAPI document"
         );
+    }
+    // The import's form and the list's sort are described, not just named.
+    let form = &spec.body["paths"]["/api/v1/contacts/import"]["post"]["requestBody"]["content"]["multipart/form-data"]
+        ["schema"];
+    assert_eq!(form["$ref"], "#/components/schemas/ImportForm", "{form}");
+    let props = &spec.body["components"]["schemas"]["ImportForm"]["properties"];
+    for field in ["file", "mapping", "default_country", "tags", "on_duplicate"] {
+        assert!(
+            props.get(field).is_some(),
+            "ImportForm lacks {field}: {props}"
+        );
+    }
+    let params = spec.body["paths"]["/api/v1/contacts"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    for p in [
+        "q",
+        "tag",
+        "language",
+        "consent",
+        "segment",
+        "created_from",
+        "created_to",
+        "sort",
+        "cursor",
+        "limit",
+    ] {
+        assert!(params.iter().any(|x| x["name"] == p), "the list lacks {p}");
     }
     let docs = app.raw(app.client.get(app.url("/docs/"))).await;
     assert_eq!(docs.status, 200);
