@@ -427,6 +427,8 @@ struct Writer<'a> {
     max_contacts: Option<i64>,
     /// Every phone of the batches finished so far was new: the next batch's likely are too.
     fresh: bool,
+    /// Phones of contacts the import left alone (`skip`), as numbers: their later rows too.
+    kept: HashSet<u64>,
 }
 
 /// A batch whose new phones are written, with what came of them.
@@ -503,12 +505,20 @@ impl Writer<'_> {
             now,
         } = w;
         self.fresh = o.created == b.rows.len() as i64;
-        // Rows repeating a phone of an earlier batch update what that batch created.
-        let repeats = b.later.len() as i64;
+        self.kept
+            .extend(o.skipped_phones.iter().map(|p| phone_number(p)));
+        // Rows repeating a phone of an earlier batch merge into what that batch wrote, or are
+        // skipped with it when it was a contact the import was asked to leave alone.
+        let (later_skipped, later): (Vec<ImportRow>, Vec<ImportRow>) = b
+            .later
+            .into_iter()
+            .partition(|r| self.kept.contains(&phone_number(&r.phone)));
+        let repeats = later.len() as i64;
+        self.progress.skipped += later_skipped.len() as i64;
         self.db
             .upsert_contacts(
                 self.tenant,
-                &dedupe(b.later),
+                &dedupe(later),
                 true,
                 self.extra_tags,
                 now,
@@ -676,6 +686,7 @@ async fn import(
         refused: 0,
         max_contacts,
         fresh: false,
+        kept: HashSet::new(),
     };
     // One batch waiting beside those being written: memory stays flat whatever the file's
     // size. A bad file (not UTF-8, no phone column) is refused by the reader before its first

@@ -46,11 +46,14 @@ pub struct ImportRow {
     pub tags: Vec<String>,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BatchOutcome {
     pub created: i64,
     pub updated: i64,
     pub skipped: i64,
+    /// The phones skipped (known to the tenant, and `skip` asked for): a later row of the
+    /// file with one of them is skipped too, not merged into the contact.
+    pub skipped_phones: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -345,6 +348,8 @@ impl Db {
             .partition(|r| update || ids.get(&r.phone).is_some_and(|(_, hidden)| *hidden));
         out.skipped += skipped.len() as i64;
         out.updated += upd.len() as i64;
+        out.skipped_phones
+            .extend(skipped.iter().map(|r| r.phone.clone()));
         const SET: &str = "name = coalesce(v.name, contacts.name), email = coalesce(v.email, contacts.email),
             language = coalesce(v.language, contacts.language), birthday = coalesce(v.birthday, contacts.birthday),
             deleted_at = null";

@@ -1032,3 +1032,64 @@ async fn an_interrupted_import_is_marked_failed(app: TestApp) {
     assert_eq!(a["status"], "queued", "{a}");
 }
 both!(an_interrupted_import_is_marked_failed);
+
+/// With `skip`, a known contact repeated far apart in a file (in two batches) is left alone by
+/// both rows; a phone new to the tenant repeated the same way merges into one contact.
+async fn skip_holds_for_every_row_of_a_known_phone(app: TestApp) {
+    let owner = app.register("Shop", "o@shop.test").await;
+    let r = app
+        .post(
+            "/api/v1/contacts",
+            Some(&owner.token),
+            json!({"phone": "+919700000001", "name": "Kept"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let mut csv = String::from("phone,name\n+919700000001,First\n+919700000002,New first\n");
+    for i in 0..6_000 {
+        csv.push_str(&format!("+9198{i:08},C{i}\n"));
+    }
+    csv.push_str("+919700000001,Later\n+919700000002,New later\n");
+    let r = upload(
+        &app,
+        &owner,
+        "repeat.csv",
+        csv.into_bytes(),
+        &[("on_duplicate", "skip")],
+    )
+    .await;
+    let job = finished(&app, &owner, &r).await;
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(
+        [
+            &job["total"],
+            &job["created"],
+            &job["updated"],
+            &job["skipped"],
+            &job["merged"],
+            &job["failed"]
+        ],
+        [6_004, 6_001, 0, 2, 1, 0],
+        "{job}"
+    );
+    let name = |q: &'static str| {
+        let (app, token) = (&app, owner.token.clone());
+        async move {
+            app.get(&format!("/api/v1/contacts?q={q}"), &token)
+                .await
+                .body["data"][0]["name"]
+                .clone()
+        }
+    };
+    assert_eq!(
+        name("919700000001").await,
+        "Kept",
+        "skip means neither row touches it"
+    );
+    assert_eq!(
+        name("919700000002").await,
+        "New later",
+        "the later row wins for a new phone"
+    );
+}
+both!(skip_holds_for_every_row_of_a_known_phone);
